@@ -1,0 +1,210 @@
+package caddymodule
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("oauth_gateway", parseHandler)
+	// Token injection must happen before the request is proxied, so the
+	// module orders itself; users need no `order` line.
+	httpcaddyfile.RegisterDirectiveOrder("oauth_gateway", httpcaddyfile.Before, "reverse_proxy")
+	httpcaddyfile.RegisterGlobalOption("oauth_gateway", parseGlobalOption)
+}
+
+func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var g Handler
+	err := g.UnmarshalCaddyfile(h.Dispenser)
+	return &g, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	oauth_gateway [<matcher>] {
+//		resource        <url>
+//		token_endpoint  <url>
+//		client_id       <id>
+//		client_secret   <secret>
+//		client_auth     basic|post
+//		grant           client_credentials|refresh_token
+//		refresh_token   <token>
+//		scope           <scope> [<scope>...]
+//		max_replay_body <size>
+//		timeout         <duration>
+//		insecure_allow_http
+//	}
+//
+// Secrets may be placeholders such as {env.CLIENT_SECRET}.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		name := d.Val()
+		switch name {
+		case "resource", "token_endpoint", "client_id", "client_secret", "client_auth", "grant", "refresh_token":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			val := d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			switch name {
+			case "resource":
+				h.Resource = val
+			case "token_endpoint":
+				h.TokenEndpoint = val
+			case "client_id":
+				h.ClientID = val
+			case "client_secret":
+				h.ClientSecret = val
+			case "client_auth":
+				if val != "basic" && val != "post" {
+					return d.Errf("client_auth: unknown method %q (want basic or post)", val)
+				}
+				h.ClientAuth = val
+			case "grant":
+				if val != "client_credentials" && val != "refresh_token" {
+					return d.Errf("grant: unknown grant %q (want client_credentials or refresh_token)", val)
+				}
+				h.Grant = val
+			case "refresh_token":
+				h.RefreshToken = val
+			}
+		case "scope":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, a := range args {
+				h.Scopes = append(h.Scopes, strings.Fields(a)...)
+			}
+		case "max_replay_body":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			size, err := humanize.ParseBytes(d.Val())
+			if err != nil {
+				return d.Errf("max_replay_body: invalid size %q: %v", d.Val(), err)
+			}
+			h.MaxReplayBody = int64(size)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "timeout":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil {
+				return d.Errf("timeout: %v", err)
+			}
+			h.Timeout = caddy.Duration(dur)
+		case "insecure_allow_http":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.InsecureAllowHTTP = true
+		default:
+			return d.Errf("unrecognized subdirective %s", name)
+		}
+	}
+	return nil
+}
+
+// parseGlobalOption parses the oauth_gateway global option:
+//
+//	oauth_gateway {
+//		storage memory | file [<dir>] | caddy
+//		encryption_key <base64 32 bytes> [<older keys>...]
+//		cache_size <n>
+//		refresh_skew <duration>
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	d.Next() // option name
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "storage":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			sc := &StorageConfig{Type: d.Val()}
+			switch sc.Type {
+			case "memory", "caddy":
+				if d.NextArg() {
+					return nil, d.ArgErr()
+				}
+			case "file":
+				if d.NextArg() {
+					sc.Dir = d.Val()
+				}
+				if d.NextArg() {
+					return nil, d.ArgErr()
+				}
+			default:
+				return nil, d.Errf("storage: unknown type %q (want memory, file or caddy)", sc.Type)
+			}
+			app.Storage = sc
+		case "encryption_key":
+			keys := d.RemainingArgs()
+			if len(keys) == 0 {
+				return nil, d.ArgErr()
+			}
+			app.EncryptionKeys = append(app.EncryptionKeys, keys...)
+		case "cache_size":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n <= 0 {
+				return nil, d.Errf("cache_size: want a positive integer, got %q", d.Val())
+			}
+			app.CacheSize = n
+		case "refresh_skew":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur < 0 {
+				return nil, d.Errf("refresh_skew: invalid duration %q", d.Val())
+			}
+			app.RefreshSkew = caddy.Duration(dur)
+		default:
+			return nil, d.Errf("unrecognized subdirective %s", d.Val())
+		}
+	}
+	// Literal keys are checked now; placeholders at provisioning.
+	var literal []string
+	for _, k := range app.EncryptionKeys {
+		if !strings.Contains(k, "{") {
+			literal = append(literal, k)
+		}
+	}
+	if _, err := decodeKeys(literal); err != nil {
+		return nil, d.Err(err.Error())
+	}
+	return httpcaddyfile.App{
+		Name:  "oauth_gateway",
+		Value: caddyconfig.JSON(app, nil),
+	}, nil
+}
+
+// splitFields splits a space-separated scope string.
+func splitFields(s string) []string { return strings.Fields(s) }
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,69 @@
+package caddymodule
+
+import (
+	"encoding/base64"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
+
+	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
+)
+
+// backend returns a key identifying the configured backend (managers are
+// shared per key across reloads) and a constructor for it.
+func (a *App) backend(ctx caddy.Context) (string, func() (tokenstore.Backend, error), error) {
+	switch a.Storage.Type {
+	case "", "caddy":
+		st := ctx.Storage()
+		key := fmt.Sprintf("caddy:%T:%p", st, st)
+		if fs, ok := st.(*certmagic.FileStorage); ok {
+			// A new config builds a new FileStorage value for the same
+			// directory: key by path so the manager survives reloads.
+			key = "caddy:file:" + fs.Path
+		}
+		return key, func() (tokenstore.Backend, error) {
+			return tokenstore.NewStorageBackend(st, "oauth_gateway"), nil
+		}, nil
+	case "memory":
+		return "memory", func() (tokenstore.Backend, error) {
+			return tokenstore.NewMemoryBackend(), nil
+		}, nil
+	case "file":
+		dir := a.Storage.Dir
+		if dir == "" {
+			dir = filepath.Join(caddy.AppDataDir(), "oauth_gateway")
+		}
+		dir, err := filepath.Abs(dir)
+		if err != nil {
+			return "", nil, fmt.Errorf("storage file: %v", err)
+		}
+		return "file:" + dir, func() (tokenstore.Backend, error) {
+			return tokenstore.NewStorageBackend(&certmagic.FileStorage{Path: dir}, ""), nil
+		}, nil
+	default:
+		return "", nil, fmt.Errorf("storage: unknown type %q (want caddy, memory or file)", a.Storage.Type)
+	}
+}
+
+// decodeKeys expands placeholders and decodes base64 32-byte keys.
+func decodeKeys(raw []string) ([][]byte, error) {
+	repl := caddy.NewReplacer()
+	var keys [][]byte
+	for i, k := range raw {
+		k = strings.TrimSpace(repl.ReplaceKnown(k, ""))
+		b, err := base64.StdEncoding.DecodeString(k)
+		if err != nil {
+			if b, err = base64.RawURLEncoding.DecodeString(k); err != nil {
+				return nil, fmt.Errorf("encryption_key %d: not base64", i+1)
+			}
+		}
+		if len(b) != 32 {
+			return nil, fmt.Errorf("encryption_key %d: %d bytes, want 32", i+1, len(b))
+		}
+		keys = append(keys, b)
+	}
+	return keys, nil
+}

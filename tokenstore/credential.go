@@ -1,0 +1,184 @@
+package tokenstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// State is a credential's health, as shown to operators.
+type State string
+
+// Credential states.
+const (
+	StateHealthy    State = "healthy"
+	StateRefreshing State = "refreshing"
+	StateBackoff    State = "backoff"
+	StateDead       State = "dead"
+)
+
+// ErrDead is wrapped by errors returned for a credential the authorization
+// server rejected for good. It stays dead until an operator or the
+// configuration supplies a new seed, or another instance stores a newer one.
+var ErrDead = errors.New("tokenstore: credential rejected by the authorization server")
+
+// ErrBackoff is wrapped by errors returned while a credential waits after
+// transient failures, so the token endpoint is not hammered.
+var ErrBackoff = errors.New("tokenstore: token endpoint failing, backing off")
+
+// ErrScopeNotGrantable is returned by StepUp for a credential whose grant
+// cannot widen scope (a refresh cannot, RFC 6749 §6).
+var ErrScopeNotGrantable = errors.New("tokenstore: this credential's grant cannot obtain additional scopes")
+
+// Credential is one credential's live state: the cached token, the latest
+// record, and the refresh machinery. Handlers hold a *Credential and call
+// Token on every request.
+type Credential struct {
+	id       string
+	spec     Spec
+	seedHash string
+	m        *Manager
+
+	requester atomic.Pointer[requesterBox]
+	// current is the token requests use. Reading it is the whole hot path.
+	current atomic.Pointer[Token]
+	flight  singleflight.Group
+	// background is set while a proactive refresh is running.
+	background atomic.Bool
+
+	mu           sync.Mutex
+	rec          *Record // latest record known here (persisted or pending)
+	storedGen    uint64  // generation last seen in the backend
+	pending      bool    // rec is newer than the backend: a write failed
+	persisting   bool    // a goroutine retries the pending write
+	state        State
+	lastErr      string
+	failures     int
+	backoffUntil time.Time
+	deadCheckAt  time.Time
+}
+
+type requesterBox struct{ r Requester }
+
+// ID returns the credential's identifier.
+func (c *Credential) ID() string { return c.id }
+
+// Spec returns the credential's configuration (including its seed: do not log it).
+func (c *Credential) Spec() Spec { return c.spec }
+
+// SetRequester replaces the Requester, e.g. after a config reload changed
+// the client secret.
+func (c *Credential) SetRequester(r Requester) { c.requester.Store(&requesterBox{r}) }
+
+// Token returns a token to inject. While the cached token is fresh this is
+// an atomic load and a clock read; near expiry one background refresh
+// starts while requests keep using the current token; past that, callers
+// wait for one shared refresh.
+func (c *Credential) Token(ctx context.Context) (*Token, error) {
+	if t := c.current.Load(); t != nil {
+		now := c.m.now()
+		if now.Before(t.refreshAt) {
+			return t, nil
+		}
+		if now.Before(t.usableUntil) {
+			c.refreshInBackground()
+			return t, nil
+		}
+	}
+	return c.refresh(ctx, "", nil)
+}
+
+// Cached returns the current token without refreshing, or nil.
+func (c *Credential) Cached() *Token { return c.current.Load() }
+
+// Invalidate is called when an upstream rejected failed (401). It refreshes
+// at most once for that token: if another request already replaced it, the
+// replacement is returned without a token request.
+func (c *Credential) Invalidate(ctx context.Context, failed string) (*Token, error) {
+	return c.refresh(ctx, failed, nil)
+}
+
+// StepUp obtains a token carrying every scope in want (plus those already
+// held), persists the widened scope set, and returns it. Only grants that
+// can widen scope support it (client credentials).
+func (c *Credential) StepUp(ctx context.Context, want []string, failed string) (*Token, error) {
+	if c.spec.Grant != GrantClientCredentials {
+		return nil, ErrScopeNotGrantable
+	}
+	if t := c.current.Load(); t != nil && t.AccessToken != failed && t.HasScopes(want) && c.m.now().Before(t.usableUntil) {
+		return t, nil
+	}
+	return c.refresh(ctx, failed, want)
+}
+
+// refresh runs at most one refresh of this credential at a time; callers
+// arriving meanwhile share its result.
+func (c *Credential) refresh(ctx context.Context, failed string, want []string) (*Token, error) {
+	key := "refresh"
+	if len(want) > 0 {
+		key = fmt.Sprint("stepup", want)
+	}
+	ch := c.flight.DoChan(key, func() (any, error) {
+		return c.doRefresh(failed, want)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*Token), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// refreshInBackground starts one proactive refresh unless one is running.
+func (c *Credential) refreshInBackground() {
+	if !c.background.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer c.background.Store(false)
+		ctx, cancel := context.WithTimeout(c.m.ctx, c.m.opts.RefreshTimeout)
+		defer cancel()
+		if _, err := c.refresh(ctx, "", nil); err != nil {
+			c.m.logger.Debug("proactive refresh failed; the current token stays in use until it expires",
+				c.m.logFields(c, "error", err.Error())...)
+		}
+	}()
+}
+
+// Status is a redacted view of a credential for operators.
+type Status struct {
+	ID         string    `json:"id"`
+	Resource   string    `json:"resource"`
+	Issuer     string    `json:"issuer,omitempty"`
+	Grant      string    `json:"grant"`
+	Scopes     []string  `json:"scopes,omitempty"`
+	Expiry     time.Time `json:"expiry,omitzero"`
+	Generation uint64    `json:"generation"`
+	State      State     `json:"state"`
+	LastError  string    `json:"last_error,omitempty"`
+}
+
+// Status returns the credential's redacted status.
+func (c *Credential) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := Status{ID: c.id, Resource: c.spec.Resource, Grant: c.spec.Grant, State: c.state, LastError: c.lastErr, Scopes: c.spec.Scopes}
+	if c.rec != nil {
+		s.Issuer, s.Scopes, s.Generation = c.rec.Issuer, c.rec.Scopes, c.rec.Generation
+	}
+	if t := c.current.Load(); t != nil && !t.Expiry.IsZero() {
+		s.Expiry = t.Expiry
+	}
+	if s.State == "" {
+		s.State = StateHealthy
+	}
+	return s
+}

@@ -1,0 +1,293 @@
+package tokenstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"go.uber.org/zap"
+)
+
+// Options tune a Manager. Zero values take the defaults noted.
+type Options struct {
+	// RefreshSkew is how long before expiry a token is refreshed in the
+	// background (default 60s, capped at a fifth of the token's lifetime).
+	RefreshSkew time.Duration
+	// CacheSize bounds how many credentials keep their token in memory
+	// (default 10000). Evicted credentials reload from the store.
+	CacheSize int
+	// LockTTL is the refresh lease; it must outlast a token request
+	// (default 45s).
+	LockTTL time.Duration
+	// LockWait bounds the wait for another holder's lease (default 20s).
+	LockWait time.Duration
+	// RefreshTimeout bounds one whole refresh: lock, store, token
+	// requests with retries (default 60s).
+	RefreshTimeout time.Duration
+	// Attempts is how many times one refresh tries a transiently failing
+	// token endpoint (default 3); RetryBase is the first wait (default
+	// 200ms, then x4); MaxRetryWait caps a server's Retry-After (2s).
+	Attempts     int
+	RetryBase    time.Duration
+	MaxRetryWait time.Duration
+	// BackoffBase and BackoffMax bound the wait between failed refreshes
+	// (defaults 1s and 30s, doubling).
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// DeadRecheck is how often a dead credential re-reads the store for a
+	// replacement (default 10s); its rejected token is never re-sent.
+	DeadRecheck time.Duration
+	// DeadRetryClientCredentials is how long a rejected client-credentials
+	// credential waits before asking again (default 60s).
+	DeadRetryClientCredentials time.Duration
+	// Now is the clock (default time.Now); tests replace it.
+	Now func() time.Time
+}
+
+func (o *Options) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.RefreshSkew, 60*time.Second)
+	def(&o.LockTTL, 45*time.Second)
+	def(&o.LockWait, 20*time.Second)
+	def(&o.RefreshTimeout, 60*time.Second)
+	def(&o.RetryBase, 200*time.Millisecond)
+	def(&o.MaxRetryWait, 2*time.Second)
+	def(&o.BackoffBase, time.Second)
+	def(&o.BackoffMax, 30*time.Second)
+	def(&o.DeadRecheck, 10*time.Second)
+	def(&o.DeadRetryClientCredentials, 60*time.Second)
+	if o.Attempts <= 0 {
+		o.Attempts = 3
+	}
+	if o.CacheSize <= 0 {
+		o.CacheSize = 10000
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Manager owns the credentials of one backend: their live state, the
+// bounded in-memory cache of their tokens, and the backend itself.
+type Manager struct {
+	backend Backend
+	codec   Codec
+	logger  *zap.Logger
+	opts    Options
+	now     func() time.Time
+	hooks   Hooks
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	creds map[string]*Credential
+	// lru bounds token material held in memory. The hot path never
+	// touches it (a handler reads its credential's atomic token), so
+	// credentials do not contend on it; eviction drops the token, and the
+	// next request reloads it from the store.
+	lru *lru.Cache[string, *Credential]
+}
+
+// NewManager returns a Manager over backend. codec may be nil (PlainCodec).
+func NewManager(backend Backend, codec Codec, logger *zap.Logger, opts Options) (*Manager, error) {
+	opts.setDefaults()
+	if codec == nil {
+		codec = PlainCodec{}
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	m := &Manager{
+		backend: backend,
+		codec:   codec,
+		logger:  logger,
+		opts:    opts,
+		now:     opts.Now,
+		creds:   make(map[string]*Credential),
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	cache, err := lru.NewWithEvict(opts.CacheSize, func(_ string, c *Credential) {
+		c.evict()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tokenstore: creating cache: %w", err)
+	}
+	m.lru = cache
+	if n, ok := backend.(Notifier); ok {
+		go func() {
+			if err := n.Subscribe(m.ctx, m.onRemoteGeneration); err != nil && m.ctx.Err() == nil {
+				logger.Error("credential change subscription ended", zap.Error(err))
+			}
+		}()
+	}
+	return m, nil
+}
+
+// SetHooks installs observers (metrics). Call before use.
+func (m *Manager) SetHooks(h Hooks) { m.hooks = h }
+
+// Credential returns the live credential for spec, creating it on first
+// use. A credential whose configuration changed (another seed, scopes) is
+// replaced; its requester is updated either way.
+func (m *Manager) Credential(spec Spec, r Requester) *Credential {
+	id := spec.ID()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.creds[id]
+	if c == nil || c.seedHash != spec.seedHash() || !slices.Equal(c.spec.Scopes, spec.Scopes) {
+		c = &Credential{id: id, spec: spec, seedHash: spec.seedHash(), m: m}
+		m.creds[id] = c
+	}
+	c.SetRequester(r)
+	return c
+}
+
+// Credentials returns every live credential, sorted by id.
+func (m *Manager) Credentials() []*Credential {
+	m.mu.Lock()
+	out := make([]*Credential, 0, len(m.creds))
+	for _, c := range m.creds {
+		out = append(out, c)
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// Close stops background work and closes the backend.
+func (m *Manager) Close() error {
+	m.cancel()
+	return m.backend.Close()
+}
+
+// touch records that c holds token material, evicting the least recently
+// refreshed credential's token when over capacity.
+func (m *Manager) touch(c *Credential) { m.lru.Add(c.id, c) }
+
+// evict drops the token from memory; a pending (unpersisted) record is
+// kept, since it may hold the only copy of a refresh token.
+func (c *Credential) evict() {
+	c.current.Store(nil)
+	c.mu.Lock()
+	if !c.pending {
+		c.rec = nil
+	}
+	c.mu.Unlock()
+}
+
+// onRemoteGeneration drops a cached token that another instance replaced.
+func (m *Manager) onRemoteGeneration(id string, gen uint64) {
+	m.mu.Lock()
+	c := m.creds[id]
+	m.mu.Unlock()
+	if c == nil {
+		return
+	}
+	if t := c.current.Load(); t != nil && t.Generation < gen {
+		c.current.CompareAndSwap(t, nil)
+		m.logger.Debug("cached token replaced by another instance", m.logFields(c, "generation", gen)...)
+	}
+}
+
+func (m *Manager) load(ctx context.Context, id string) (*Record, error) {
+	gen, data, err := m.backend.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := m.codec.Open(id, data)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := decodeRecord(id, plain)
+	if err != nil {
+		return nil, err
+	}
+	rec.Generation = gen
+	return rec, nil
+}
+
+func (m *Manager) save(ctx context.Context, rec *Record, prevGen uint64) error {
+	plain, err := encodeRecord(rec)
+	if err != nil {
+		return err
+	}
+	sealed, err := m.codec.Seal(rec.ID, plain)
+	if err != nil {
+		return err
+	}
+	return m.backend.CompareAndSwap(ctx, rec.ID, prevGen, rec.Generation, sealed)
+}
+
+func (m *Manager) publish(c *Credential, gen uint64) {
+	n, ok := m.backend.(Notifier)
+	if !ok {
+		return
+	}
+	if err := n.Publish(m.ctx, c.id, gen); err != nil {
+		m.logger.Warn("could not announce new credential generation", m.logFields(c, "error", err.Error())...)
+	}
+}
+
+// LoadRecord reads a credential's stored record (for operators' tools).
+func (m *Manager) LoadRecord(ctx context.Context, id string) (*Record, error) {
+	rec, err := m.load(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	return rec, err
+}
+
+// logFields are the fields every credential log line carries. They never
+// include tokens or secrets.
+func (m *Manager) logFields(c *Credential, kv ...any) []zap.Field {
+	fields := []zap.Field{zap.String("credential", c.id), zap.String("resource", c.spec.Resource), zap.String("grant", c.spec.Grant)}
+	for i := 0; i+1 < len(kv); i += 2 {
+		fields = append(fields, zap.Any(kv[i].(string), kv[i+1]))
+	}
+	return fields
+}
+
+// Hooks observe the manager for metrics. Nil funcs are skipped.
+type Hooks struct {
+	OnTokenRequest func(credentialID, grant string, err error, took time.Duration)
+	OnRefresh      func(credentialID, reason string)
+	OnAdopt        func(credentialID string)
+	OnDead         func(credentialID string)
+	OnStoreError   func(credentialID string)
+}
+
+func (h Hooks) tokenRequest(c *Credential, grant string, err error, took time.Duration) {
+	if h.OnTokenRequest != nil {
+		h.OnTokenRequest(c.id, grant, err, took)
+	}
+}
+func (h Hooks) refreshed(c *Credential, reason string) {
+	if h.OnRefresh != nil {
+		h.OnRefresh(c.id, reason)
+	}
+}
+func (h Hooks) adopted(c *Credential) {
+	if h.OnAdopt != nil {
+		h.OnAdopt(c.id)
+	}
+}
+func (h Hooks) dead(c *Credential) {
+	if h.OnDead != nil {
+		h.OnDead(c.id)
+	}
+}
+func (h Hooks) storeError(c *Credential) {
+	if h.OnStoreError != nil {
+		h.OnStoreError(c.id)
+	}
+}

@@ -1,0 +1,126 @@
+package tokenstore
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// persist writes rec (generation rec.Generation) over storedGen. It never
+// loses rec: on failure rec stays in memory as a pending write, which a
+// background goroutine retries until it lands or a newer record replaces
+// it. The caller holds the credential's lock.
+func (c *Credential) persist(ctx context.Context, rec *Record, storedGen uint64) {
+	c.mu.Lock()
+	c.rec = rec.clone()
+	c.pending = true
+	c.mu.Unlock()
+
+	err := c.m.save(ctx, rec, storedGen)
+	if errors.Is(err, ErrConflict) {
+		// Someone wrote while we held the lock (our lease must have
+		// expired). The pair we just obtained is the newest the server
+		// issued, and the one it will accept: write it over theirs.
+		if gen, _, gerr := c.m.backend.Get(ctx, c.id); gerr == nil {
+			c.m.logger.Warn("generation conflict while holding the refresh lock; storing the newer pair",
+				c.m.logFields(c, "stored_generation", gen, "generation", rec.Generation)...)
+			rec.Generation = max(rec.Generation, gen+1)
+			c.mu.Lock()
+			c.rec = rec.clone()
+			c.mu.Unlock()
+			err = c.m.save(ctx, rec, gen)
+		}
+	}
+	if err == nil {
+		c.mu.Lock()
+		if c.rec != nil && c.rec.Generation == rec.Generation {
+			c.pending = false
+		}
+		c.storedGen = rec.Generation
+		c.mu.Unlock()
+		c.m.publish(c, rec.Generation)
+		return
+	}
+	c.m.hooks.storeError(c)
+	c.m.logger.Error("could not persist credential; keeping it in memory and retrying",
+		c.m.logFields(c, "generation", rec.Generation, "error", err.Error())...)
+	c.startPersistRetry()
+}
+
+// startPersistRetry runs one goroutine per credential that retries the
+// pending write with backoff.
+func (c *Credential) startPersistRetry() {
+	c.mu.Lock()
+	if c.persisting {
+		c.mu.Unlock()
+		return
+	}
+	c.persisting = true
+	c.mu.Unlock()
+
+	go func() {
+		defer func() {
+			c.mu.Lock()
+			c.persisting = false
+			c.mu.Unlock()
+		}()
+		wait := c.m.opts.BackoffBase
+		for {
+			select {
+			case <-time.After(wait):
+			case <-c.m.ctx.Done():
+				return
+			}
+			wait = min(wait*2, c.m.opts.BackoffMax)
+			if c.retryPendingWrite() {
+				return
+			}
+		}
+	}()
+}
+
+// retryPendingWrite makes one attempt; it reports whether nothing is
+// pending any more.
+func (c *Credential) retryPendingWrite() bool {
+	ctx, cancel := context.WithTimeout(c.m.ctx, c.m.opts.RefreshTimeout)
+	defer cancel()
+	lockCtx, cancelLock := context.WithTimeout(ctx, c.m.opts.LockWait)
+	release, err := c.m.backend.Lock(lockCtx, c.id, c.m.opts.LockTTL)
+	cancelLock()
+	if err != nil {
+		return false
+	}
+	defer release()
+
+	c.mu.Lock()
+	rec, pending := c.rec.clone(), c.pending
+	c.mu.Unlock()
+	if !pending || rec == nil {
+		return true
+	}
+	gen, _, err := c.m.backend.Get(ctx, c.id)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return false
+	}
+	if gen >= rec.Generation {
+		// A newer record landed meanwhile (a new seed, an operator's
+		// upload, or another instance): ours is superseded, and
+		// writing it would roll the credential back.
+		c.mu.Lock()
+		c.pending = false
+		c.mu.Unlock()
+		return true
+	}
+	if err := c.m.save(ctx, rec, gen); err != nil {
+		return false
+	}
+	c.mu.Lock()
+	if c.rec != nil && c.rec.Generation == rec.Generation {
+		c.pending = false
+	}
+	c.storedGen = rec.Generation
+	c.mu.Unlock()
+	c.m.publish(c, rec.Generation)
+	c.m.logger.Info("persisted pending credential", c.m.logFields(c, "generation", rec.Generation)...)
+	return true
+}

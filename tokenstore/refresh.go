@@ -1,0 +1,382 @@
+package tokenstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// doRefresh is the refresh protocol. It runs inside the credential's
+// single-flight, so at most one runs per credential per process; the
+// backend lock extends that across processes.
+//
+//  1. Return early if the token that failed was already replaced.
+//  2. Refuse quickly while dead or backing off (do not hammer the server).
+//  3. Take the per-credential lock, re-read the store, and adopt a token
+//     another instance stored meanwhile instead of spending our refresh token.
+//  4. Request a token; persist the new pair (compare-and-swap on the
+//     generation) before publishing it; keep it in memory if the write fails.
+func (c *Credential) doRefresh(failed string, want []string) (*Token, error) {
+	m := c.m
+	ctx, cancel := context.WithTimeout(m.ctx, m.opts.RefreshTimeout)
+	defer cancel()
+
+	if t := c.reusable(failed, want); t != nil {
+		return t, nil
+	}
+	if err := c.gate(); err != nil {
+		return nil, err
+	}
+	c.setState(StateRefreshing, "")
+
+	lockCtx, cancelLock := context.WithTimeout(ctx, m.opts.LockWait)
+	release, err := m.backend.Lock(lockCtx, c.id, m.opts.LockTTL)
+	cancelLock()
+	if err != nil {
+		if c.spec.Grant != GrantClientCredentials {
+			// Without the lock another instance may be spending the same
+			// refresh token; presenting it too could revoke the family.
+			return nil, c.failTransient(fmt.Errorf("tokenstore: refresh lock unavailable, not refreshing a rotating credential without it: %w", err), 0)
+		}
+		// Client credentials have nothing to spend twice: go on unlocked.
+		m.logger.Warn("refresh lock unavailable; requesting a client-credentials token without it",
+			m.logFields(c, "error", err.Error())...)
+		release = func() {}
+	}
+	defer release()
+
+	base, storedGen, adopted, err := c.reconcile(ctx, failed, want)
+	if err != nil {
+		return nil, err
+	}
+	if adopted != nil {
+		return adopted, nil
+	}
+	if base.Dead {
+		return nil, c.markDead(base.LastError, false)
+	}
+
+	scopes := unionScopes(base.Scopes, want)
+	req := TokenRequest{Grant: c.spec.Grant, Scopes: scopes, PinnedIssuer: base.Issuer}
+	if c.spec.Grant == GrantRefreshToken {
+		req.RefreshToken = base.RefreshToken
+		if req.RefreshToken == "" {
+			return nil, c.markDead("no refresh token is stored or configured", false)
+		}
+	}
+
+	res, err := c.requestWithRetry(ctx, req)
+	if err != nil {
+		return nil, c.handleRequestError(ctx, base, storedGen, err)
+	}
+
+	now := m.now()
+	next := base.clone()
+	next.Generation = max(base.Generation, storedGen) + 1
+	next.Scopes = scopes
+	next.AccessToken = res.AccessToken
+	next.TokenType = res.TokenType
+	next.IssuedAt = now
+	next.Expiry = time.Time{}
+	if res.ExpiresIn > 0 {
+		next.Expiry = now.Add(res.ExpiresIn)
+	}
+	if res.RefreshToken != "" {
+		// Rotation: the old refresh token is spent from now on.
+		next.RefreshToken = res.RefreshToken
+	}
+	next.GrantedScope = ""
+	if res.Scopes != nil {
+		next.GrantedScope = joinScopes(res.Scopes)
+	}
+	if next.Issuer == "" {
+		next.Issuer = res.Issuer
+	}
+	if res.TokenEndpoint != "" {
+		next.TokenEndpoint = res.TokenEndpoint
+	}
+	next.Dead, next.LastError = false, ""
+	next.SeedHash = c.seedHash
+	next.UpdatedAt = now
+
+	// Persist before anything uses the new pair. A failed write keeps it
+	// in memory (the only copy of the new refresh token) and retries.
+	c.persist(ctx, next, storedGen)
+
+	tok := newToken(next, m.opts.RefreshSkew)
+	c.current.Store(tok)
+	m.touch(c)
+	c.mu.Lock()
+	c.failures, c.backoffUntil = 0, time.Time{}
+	c.mu.Unlock()
+	c.setState(StateHealthy, "")
+	reason := "expiry"
+	switch {
+	case len(want) > 0:
+		reason = "step_up"
+	case failed != "":
+		reason = "rejected_by_upstream"
+	}
+	m.hooks.refreshed(c, reason)
+	m.logger.Debug("obtained token", m.logFields(c,
+		"reason", reason, "generation", next.Generation,
+		"expires_in", res.ExpiresIn.String(), "rotated", res.RefreshToken != "",
+		"scopes", next.Scopes)...)
+	return tok, nil
+}
+
+// reusable returns the current token when it already answers the request:
+// a 401 for a token that was since replaced, or an expiry refresh that
+// another caller finished.
+func (c *Credential) reusable(failed string, want []string) *Token {
+	t := c.current.Load()
+	if t == nil {
+		return nil
+	}
+	now := c.m.now()
+	if !now.Before(t.usableUntil) || !t.HasScopes(want) {
+		return nil
+	}
+	if failed != "" {
+		if t.AccessToken != failed {
+			return t
+		}
+		return nil
+	}
+	if len(want) > 0 || now.Before(t.refreshAt) {
+		return t
+	}
+	return nil
+}
+
+// gate refuses a refresh while the credential is dead or backing off.
+func (c *Credential) gate() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.m.now()
+	switch c.state {
+	case StateDead:
+		if now.Before(c.deadCheckAt) {
+			return fmt.Errorf("%w: %s", ErrDead, c.lastErr)
+		}
+		// Time to look again: the store may hold a newer credential
+		// (another instance or an operator re-seeded it). reconcile
+		// decides; a still-dead record is not presented again.
+		c.deadCheckAt = now.Add(c.m.opts.DeadRecheck)
+	case StateBackoff:
+		if now.Before(c.backoffUntil) {
+			return fmt.Errorf("%w for %s: %s", ErrBackoff, c.backoffUntil.Sub(now).Round(time.Millisecond), c.lastErr)
+		}
+	}
+	return nil
+}
+
+// reconcile re-reads the store under the lock and picks the record to
+// refresh from. It adopts a usable token stored by another instance.
+func (c *Credential) reconcile(ctx context.Context, failed string, want []string) (base *Record, storedGen uint64, adopted *Token, err error) {
+	m := c.m
+	stored, err := m.load(ctx, c.id)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		if c.spec.Grant != GrantClientCredentials {
+			return nil, 0, nil, c.failTransient(fmt.Errorf("tokenstore: store unavailable, not refreshing a rotating credential without it: %w", err), 0)
+		}
+		m.logger.Warn("store unavailable; client-credentials token kept in memory only", m.logFields(c, "error", err.Error())...)
+		stored, err = nil, nil
+		c.mu.Lock()
+		storedGen = c.storedGen
+		c.mu.Unlock()
+	}
+	if stored != nil {
+		storedGen = stored.Generation
+	}
+
+	c.mu.Lock()
+	local, pending := c.rec, c.pending
+	c.storedGen = storedGen
+	c.mu.Unlock()
+
+	switch {
+	case stored != nil && stored.SeedHash != c.seedHash && c.spec.Grant == GrantRefreshToken:
+		// The configured seed changed: it replaces the stored credential.
+		m.logger.Info("configured refresh token changed; replacing the stored credential", m.logFields(c)...)
+		base = c.freshRecord()
+		base.Generation = stored.Generation
+		base.Issuer = "" // a new seed may come from a re-pinned configuration
+	case pending && local != nil && (stored == nil || local.Generation > stored.Generation):
+		// Our own write failed earlier: memory holds the newest pair.
+		base = local
+	case stored != nil:
+		base = stored
+	default:
+		base = c.freshRecord()
+	}
+
+	if base == stored && stored != nil && !stored.Dead {
+		c.mu.Lock()
+		c.rec = stored.clone()
+		c.pending = false
+		c.mu.Unlock()
+		if stored.AccessToken != "" && stored.AccessToken != failed {
+			t := newToken(stored, m.opts.RefreshSkew)
+			now := m.now()
+			if now.Before(t.usableUntil) && t.HasScopes(want) && (failed != "" || len(want) > 0 || now.Before(t.refreshAt)) {
+				c.current.Store(t)
+				m.touch(c)
+				c.setState(StateHealthy, "")
+				m.hooks.adopted(c)
+				m.logger.Debug("adopted token from store", m.logFields(c, "generation", stored.Generation)...)
+				return nil, storedGen, t, nil
+			}
+		}
+	}
+	return base, storedGen, nil, nil
+}
+
+// freshRecord is the record a credential starts from: the configuration.
+func (c *Credential) freshRecord() *Record {
+	return &Record{
+		ID:            c.id,
+		Resource:      c.spec.Resource,
+		ClientID:      c.spec.ClientID,
+		Grant:         c.spec.Grant,
+		Issuer:        c.spec.Issuer,
+		TokenEndpoint: c.spec.TokenEndpoint,
+		Scopes:        append([]string(nil), c.spec.Scopes...),
+		SeedHash:      c.seedHash,
+		RefreshToken:  c.spec.SeedRefreshToken,
+	}
+}
+
+// requestWithRetry retries transient failures a bounded number of times.
+func (c *Credential) requestWithRetry(ctx context.Context, req TokenRequest) (*TokenResult, error) {
+	box := c.requester.Load()
+	if box == nil {
+		return nil, errors.New("tokenstore: no token requester configured")
+	}
+	var lastErr error
+	for attempt := 0; attempt < c.m.opts.Attempts; attempt++ {
+		if attempt > 0 {
+			wait := c.m.opts.RetryBase << (2 * (attempt - 1)) // 1x, 4x, 16x
+			if ra := retryAfter(lastErr); ra > wait {
+				wait = min(ra, c.m.opts.MaxRetryWait)
+			}
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return nil, lastErr
+			}
+		}
+		start := c.m.now()
+		res, err := box.r.RequestToken(ctx, req)
+		c.m.hooks.tokenRequest(c, req.Grant, err, c.m.now().Sub(start))
+		if err == nil {
+			if res.AccessToken == "" {
+				return nil, errors.New("tokenstore: token response without access_token")
+			}
+			return res, nil
+		}
+		lastErr = err
+		if !isTransient(err) {
+			return nil, err
+		}
+		c.m.logger.Debug("token request failed, will retry", c.m.logFields(c, "attempt", attempt+1, "error", err.Error())...)
+	}
+	return nil, lastErr
+}
+
+// handleRequestError classifies a failed token request and updates state.
+func (c *Credential) handleRequestError(ctx context.Context, base *Record, storedGen uint64, err error) error {
+	var ce ClassifiedError
+	switch {
+	case errors.As(err, &ce) && ce.Permanent():
+		if c.spec.Grant == GrantRefreshToken {
+			// Record the death so other instances do not present the
+			// rejected token again; a new seed or upload revives it.
+			dead := base.clone()
+			dead.Generation = max(base.Generation, storedGen) + 1
+			dead.Dead, dead.LastError = true, err.Error()
+			dead.UpdatedAt = c.m.now()
+			dead.SeedHash = c.seedHash
+			c.persist(ctx, dead, storedGen)
+		}
+		return c.markDead(err.Error(), true)
+	case isTransient(err):
+		return c.failTransient(err, retryAfter(err))
+	default:
+		// The request was refused (invalid_scope, invalid_target, ...) but
+		// the credential may be fine: back off briefly, report clearly.
+		return c.failTransient(err, 0)
+	}
+}
+
+func (c *Credential) markDead(reason string, fresh bool) error {
+	c.mu.Lock()
+	c.state, c.lastErr = StateDead, reason
+	c.deadCheckAt = c.m.now().Add(c.m.opts.DeadRecheck)
+	if c.spec.Grant == GrantClientCredentials {
+		// Nothing is spent by asking again later (a rotated client secret
+		// may have been fixed at the server), but not on every request.
+		c.deadCheckAt = c.m.now().Add(c.m.opts.DeadRetryClientCredentials)
+	}
+	c.mu.Unlock()
+	if fresh {
+		c.m.hooks.dead(c)
+		c.m.logger.Error("credential rejected by the authorization server; requests will fail until it is re-seeded",
+			c.m.logFields(c, "error", reason)...)
+	}
+	return fmt.Errorf("%w: %s", ErrDead, reason)
+}
+
+func (c *Credential) failTransient(err error, retryAfter time.Duration) error {
+	c.mu.Lock()
+	c.failures++
+	wait := c.m.opts.BackoffBase << min(c.failures-1, 10)
+	wait = min(wait, c.m.opts.BackoffMax)
+	if retryAfter > wait {
+		wait = min(retryAfter, c.m.opts.BackoffMax)
+	}
+	c.state, c.lastErr = StateBackoff, err.Error()
+	c.backoffUntil = c.m.now().Add(wait)
+	c.mu.Unlock()
+	c.m.logger.Warn("token refresh failed; backing off", c.m.logFields(c, "error", err.Error(), "backoff", wait.String())...)
+	return fmt.Errorf("%w: %v", ErrBackoff, err)
+}
+
+func (c *Credential) setState(s State, lastErr string) {
+	c.mu.Lock()
+	c.state = s
+	if s == StateHealthy {
+		c.lastErr = lastErr
+	}
+	c.mu.Unlock()
+}
+
+func isTransient(err error) bool {
+	var ce ClassifiedError
+	if errors.As(err, &ce) {
+		return ce.Transient()
+	}
+	// Network errors, timeouts and anything unclassified: the credential
+	// itself was not judged, so keep it and retry.
+	return true
+}
+
+func retryAfter(err error) time.Duration {
+	var ra interface{ RetryAfterDuration() time.Duration }
+	if errors.As(err, &ra) {
+		return ra.RetryAfterDuration()
+	}
+	return 0
+}
+
+func joinScopes(s []string) string {
+	out := ""
+	for i, v := range s {
+		if i > 0 {
+			out += " "
+		}
+		out += v
+	}
+	return out
+}

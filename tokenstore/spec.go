@@ -1,0 +1,172 @@
+package tokenstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Grant types the gateway can hold a credential for.
+const (
+	GrantClientCredentials = "client_credentials"
+	GrantRefreshToken      = "refresh_token"
+)
+
+// Spec is a credential as configured: what it is for and how to obtain
+// tokens. Two handlers with equal identity fields share one credential.
+type Spec struct {
+	Resource      string
+	ClientID      string
+	Grant         string
+	Issuer        string // configured issuer, if any
+	TokenEndpoint string // configured token endpoint, if any
+	Scopes        []string
+	// SeedRefreshToken is the configured refresh token (grant
+	// refresh_token). It is used only while the store holds nothing newer
+	// from the same seed.
+	SeedRefreshToken string
+}
+
+// ID is the credential's stable identifier: a hash of what identifies it
+// (never of secrets), safe to log and to use as a storage key.
+func (s *Spec) ID() string {
+	h := sha256.New()
+	for _, part := range []string{"v1", s.Resource, s.ClientID, s.Grant, s.Issuer, s.TokenEndpoint} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// seedHash fingerprints the seed refresh token, salted with the credential
+// id so equal seeds of different credentials do not look alike.
+func (s *Spec) seedHash() string {
+	if s.SeedRefreshToken == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(s.ID() + "\x00" + s.SeedRefreshToken))
+	return hex.EncodeToString(sum[:])
+}
+
+// TokenRequest is one request to the token endpoint.
+type TokenRequest struct {
+	Grant        string
+	RefreshToken string // for GrantRefreshToken
+	Scopes       []string
+	// PinnedIssuer is the issuer the credential is bound to ("" before the
+	// first token). A Requester must not send the credential's secrets to
+	// a token endpoint of another issuer.
+	PinnedIssuer string
+}
+
+// TokenResult is a successful token response.
+type TokenResult struct {
+	AccessToken  string
+	TokenType    string
+	RefreshToken string // "" when the server did not rotate it
+	// Scopes granted, nil when the response did not say (then the
+	// requested scopes were granted, RFC 6749 §5.1).
+	Scopes    []string
+	ExpiresIn time.Duration // 0 when the response had no expires_in
+	// Issuer and TokenEndpoint say where the token came from, for pinning.
+	Issuer        string
+	TokenEndpoint string
+}
+
+// Requester obtains tokens from an authorization server. Errors should
+// implement ClassifiedError so the store knows whether the credential
+// survives them; other errors count as transient.
+type Requester interface {
+	RequestToken(ctx context.Context, req TokenRequest) (*TokenResult, error)
+}
+
+// ClassifiedError is implemented by token endpoint errors that know what
+// they mean for the credential.
+type ClassifiedError interface {
+	error
+	// Permanent reports that the grant itself was rejected
+	// (invalid_grant, invalid_client): retrying cannot help.
+	Permanent() bool
+	// Transient reports a server-side or network failure: retry with
+	// backoff and keep the credential.
+	Transient() bool
+}
+
+// Token is an access token ready to inject.
+type Token struct {
+	AccessToken string
+	TokenType   string
+	Expiry      time.Time // zero when unknown
+	Scopes      []string
+	Generation  uint64
+
+	// header is the Authorization header value, built once per token so
+	// the hot path does not concatenate strings.
+	header string
+
+	// refreshAt is when a request should trigger a background refresh;
+	// usableUntil is when requests must wait for a new token.
+	refreshAt   time.Time
+	usableUntil time.Time
+}
+
+// HeaderValue is the Authorization header value to send upstream. Every
+// token is presented as a Bearer token (RFC 6750); the token_type is
+// matched case-insensitively.
+func (t *Token) HeaderValue() string { return t.header }
+
+// HasScopes reports whether the token was granted every scope in want.
+func (t *Token) HasScopes(want []string) bool {
+	for _, s := range want {
+		if !slices.Contains(t.Scopes, s) {
+			return false
+		}
+	}
+	return true
+}
+
+// timeForever stands in for "no known expiry": such tokens are replaced
+// only when an upstream rejects them.
+var timeForever = time.Unix(1<<62, 0)
+
+// newToken computes the refresh windows. The skew is capped at a fifth of
+// the lifetime so a 3-second token is refreshed after 2.4 s rather than on
+// every request, and requests keep using it (while one background refresh
+// runs) until just before it expires.
+func newToken(r *Record, skew time.Duration) *Token {
+	t := &Token{
+		AccessToken: r.AccessToken,
+		TokenType:   r.TokenType,
+		Expiry:      r.Expiry,
+		Scopes:      r.grantedScopes(),
+		Generation:  r.Generation,
+		header:      "Bearer " + r.AccessToken,
+	}
+	if r.Expiry.IsZero() {
+		t.refreshAt, t.usableUntil = timeForever, timeForever
+		return t
+	}
+	lifetime := r.Expiry.Sub(r.IssuedAt)
+	if lifetime < 0 {
+		lifetime = 0
+	}
+	t.refreshAt = r.Expiry.Add(-min(skew, lifetime/5))
+	t.usableUntil = r.Expiry.Add(-min(2*time.Second, lifetime/20))
+	return t
+}
+
+// unionScopes returns a ∪ b in first-seen order.
+func unionScopes(a, b []string) []string {
+	out := make([]string, 0, len(a)+len(b))
+	for _, s := range append(append([]string(nil), a...), b...) {
+		if s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func splitScopes(s string) []string { return strings.Fields(s) }
