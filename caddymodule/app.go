@@ -76,6 +76,9 @@ func (h managerHandle) Destruct() error { return h.m.Close() }
 // Provision sets up the storage backend and the token manager.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	if err := registerMetrics(ctx); err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
 	if a.Storage == nil {
 		a.Storage = &StorageConfig{}
 	}
@@ -108,6 +111,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return nil, err
 		}
+		m.SetHooks(metricsHooks())
 		return managerHandle{m}, nil
 	})
 	if err != nil {

@@ -31,6 +31,7 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	oauth_gateway [<matcher>] {
 //		resource        <url>
 //		token_endpoint  <url>
+//		revocation_endpoint <url>
 //		client_id       <id>
 //		client_secret   <secret>
 //		client_auth     basic|post
@@ -39,6 +40,8 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		scope           <scope> [<scope>...]
 //		max_replay_body <size>
 //		timeout         <duration>
+//		upstream_errors slack
+//		error_alias     <vendor_code> <standard_code>
 //		insecure_allow_http
 //	}
 //
@@ -51,7 +54,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		name := d.Val()
 		switch name {
-		case "resource", "token_endpoint", "client_id", "client_secret", "client_auth", "grant", "refresh_token":
+		case "resource", "token_endpoint", "revocation_endpoint", "client_id", "client_secret", "client_auth", "grant", "refresh_token":
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
@@ -64,6 +67,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.Resource = val
 			case "token_endpoint":
 				h.TokenEndpoint = val
+			case "revocation_endpoint":
+				h.RevocationEndpoint = val
 			case "client_id":
 				h.ClientID = val
 			case "client_secret":
@@ -110,6 +115,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("timeout: %v", err)
 			}
 			h.Timeout = caddy.Duration(dur)
+		case "upstream_errors":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.UpstreamErrors = append(h.UpstreamErrors, args...)
+		case "error_alias":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.ArgErr()
+			}
+			if h.ErrorAliases == nil {
+				h.ErrorAliases = make(map[string]string)
+			}
+			h.ErrorAliases[args[0]] = args[1]
 		case "insecure_allow_http":
 			if d.NextArg() {
 				return d.ArgErr()

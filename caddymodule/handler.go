@@ -2,7 +2,9 @@ package caddymodule
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +37,11 @@ type Handler struct {
 	// TokenEndpoint is the authorization server's token endpoint.
 	// Required (until discovery is configured).
 	TokenEndpoint string `json:"token_endpoint,omitempty"`
+
+	// RevocationEndpoint is the RFC 7009 revocation endpoint used by the
+	// admin API's revoke (default: the one advertised in discovered
+	// authorization server metadata, if any).
+	RevocationEndpoint string `json:"revocation_endpoint,omitempty"`
 
 	// ClientID is the OAuth client identifier. Required.
 	ClientID string `json:"client_id,omitempty"`
@@ -73,8 +80,27 @@ type Handler struct {
 	// Timeout bounds each token endpoint request (default 15s).
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
+	// UpstreamErrors names presets for upstreams that signal token
+	// failures in non-standard ways. "slack": an HTTP 200 JSON body with
+	// `"ok":false` and `token_expired`, `invalid_auth` or `not_authed` is
+	// treated as a 401 (refresh and replay), `missing_scope` as 403
+	// insufficient_scope. Only small JSON 200 responses are held back to
+	// check, and only when a preset is set; everything else streams.
+	UpstreamErrors []string `json:"upstream_errors,omitempty"`
+
+	// ErrorAliases maps vendor error codes from the token endpoint to
+	// standard RFC 6749 codes, over the built-in table (which already maps
+	// invalid_refresh_token, expired_refresh_token, bad_refresh_token and
+	// others to invalid_grant).
+	ErrorAliases map[string]string `json:"error_aliases,omitempty"`
+
 	cred   *tokenstore.Credential
 	logger *zap.Logger
+	// noteChallenge tells discovery about an upstream challenge (a new
+	// resource_metadata URL means metadata must be revalidated).
+	noteChallenge func(http.Header)
+	// holdFn is h.hold, bound once so requests do not allocate a closure.
+	holdFn func(int, http.Header) bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -91,6 +117,8 @@ const defaultMaxReplayBody = 1 << 20
 // credential in the app's token manager.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.noteChallenge = func(http.Header) {}
+	h.holdFn = h.hold
 	if h.Grant == "" {
 		h.Grant = tokenstore.GrantClientCredentials
 	}
@@ -109,7 +137,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	repl := caddy.NewReplacer()
 	secret := repl.ReplaceKnown(h.ClientSecret, "")
 	seed := repl.ReplaceKnown(h.RefreshToken, "")
-	if h.Grant == tokenstore.GrantRefreshToken && seed == "" {
+	if h.Grant == tokenstore.GrantRefreshToken && h.RefreshToken != "" && seed == "" {
 		return fmt.Errorf("refresh_token: expands to an empty value")
 	}
 
@@ -123,6 +151,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	req := &requester{
 		client: &oauthclient.Client{
+			Aliases:   h.ErrorAliases,
 			Timeout:   time.Duration(h.Timeout),
 			UserAgent: "caddy-oauth-gateway",
 		},
@@ -131,14 +160,32 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			ClientSecret: secret,
 			AuthMethod:   authMethod(h.ClientAuth),
 		},
-		tokenEndpoint: h.TokenEndpoint,
-		resource:      h.Resource,
+		tokenEndpoint:      h.TokenEndpoint,
+		resource:           h.Resource,
+		revocationEndpoint: h.RevocationEndpoint,
 	}
 	h.cred = app.Manager().Credential(spec, req)
 	h.logger.Debug("credential bound", zap.String("credential", h.cred.ID()),
 		zap.String("resource", h.Resource), zap.String("grant", h.Grant))
 	return nil
 }
+
+// upstreamPresets are the accepted upstream_errors values.
+var upstreamPresets = []string{"slack"}
+
+// checkAliases accepts only aliases onto standard codes.
+func checkAliases(aliases map[string]string) error {
+	for vendor, std := range aliases {
+		if !slices.Contains(standardTokenErrors, std) {
+			return fmt.Errorf("error_alias: %s -> %q: target must be a standard code (%s)", vendor, std, strings.Join(standardTokenErrors, ", "))
+		}
+	}
+	return nil
+}
+
+// standardTokenErrors are RFC 6749 §5.2 codes plus RFC 8707 invalid_target.
+var standardTokenErrors = []string{"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+	"unsupported_grant_type", "invalid_scope", "invalid_target"}
 
 func authMethod(s string) string {
 	if s == "post" {
@@ -161,6 +208,11 @@ func (h *Handler) Validate() error {
 	if err := checkURL("token_endpoint", h.TokenEndpoint, h.InsecureAllowHTTP); err != nil {
 		return err
 	}
+	if h.RevocationEndpoint != "" {
+		if err := checkURL("revocation_endpoint", h.RevocationEndpoint, h.InsecureAllowHTTP); err != nil {
+			return err
+		}
+	}
 	if h.ClientID == "" {
 		return fmt.Errorf("client_id: required")
 	}
@@ -177,6 +229,14 @@ func (h *Handler) Validate() error {
 	case "basic", "post":
 	default:
 		return fmt.Errorf("client_auth: unknown method %q (want basic or post)", h.ClientAuth)
+	}
+	for _, p := range h.UpstreamErrors {
+		if !slices.Contains(upstreamPresets, p) {
+			return fmt.Errorf("upstream_errors: unknown preset %q (want one of %s)", p, strings.Join(upstreamPresets, ", "))
+		}
+	}
+	if err := checkAliases(h.ErrorAliases); err != nil {
+		return err
 	}
 	if h.MaxReplayBody < 0 {
 		return fmt.Errorf("max_replay_body: must not be negative")

@@ -10,13 +10,14 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
-// interceptor holds back 401 and 403 responses (up to a size limit) so the
-// handler can refresh and replay; every other response passes straight to
-// the client, flushes included, so streams are not delayed.
+// interceptor holds back the responses its hold func selects (up to a size
+// limit) so a handler can inspect them, and refresh and replay; every other
+// response passes straight to the client, flushes included, so streams are
+// not delayed.
 //
-// Caddy's ResponseRecorder buffers without a bound; an upstream error body
-// is a remote document, so this one gives up intercepting (and passes the
-// response through) once it exceeds limit.
+// Caddy's ResponseRecorder buffers without a bound; a response body is a
+// remote document, so this one gives up holding (and passes the response
+// through) once it exceeds limit.
 type interceptor struct {
 	caddyhttp.ResponseWriterWrapper
 	buf         bytes.Buffer
@@ -24,24 +25,28 @@ type interceptor struct {
 	status      int
 	wroteHeader bool
 	buffering   bool
+	// hold selects the responses to hold back, by status and header.
+	hold func(status int, header http.Header) bool
 }
 
-// maxInterceptedBody bounds a held-back 401/403 body.
+// maxInterceptedBody bounds a held-back upstream 401/403 (or preset 200)
+// body: error bodies are small, and only small JSON is ever inspected.
 const maxInterceptedBody = 64 << 10
 
 var interceptorPool = sync.Pool{New: func() any { return new(interceptor) }}
 
-func getInterceptor(w http.ResponseWriter) *interceptor {
+func getInterceptor(w http.ResponseWriter, limit int, hold func(int, http.Header) bool) *interceptor {
 	i := interceptorPool.Get().(*interceptor)
 	i.ResponseWriter = w
-	i.limit = maxInterceptedBody
+	i.hold = hold
+	i.limit = limit
 	return i
 }
 
 func putInterceptor(i *interceptor) {
-	i.ResponseWriter = nil
+	i.ResponseWriter, i.hold = nil, nil
 	i.status, i.wroteHeader, i.buffering = 0, false, false
-	if i.buf.Cap() > maxInterceptedBody*2 {
+	if i.buf.Cap() > 2*maxNormalizedBody {
 		i.buf = bytes.Buffer{}
 	}
 	i.buf.Reset()
@@ -61,7 +66,7 @@ func (i *interceptor) WriteHeader(status int) {
 	}
 	i.wroteHeader = true
 	i.status = status
-	if (status == http.StatusUnauthorized || status == http.StatusForbidden) && i.fits() {
+	if i.hold(status, i.ResponseWriter.Header()) && i.fits() {
 		i.buffering = true
 		return
 	}

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/oauthgw/caddy-oauth-gateway/oauthclient"
@@ -16,6 +17,16 @@ type requester struct {
 	tokenEndpoint string
 	resource      string
 	issuer        string
+	// revocationEndpoint is configured or discovered; "" when unknown.
+	revocationEndpoint string
+}
+
+// Revoke implements tokenstore.Revoker (RFC 7009).
+func (r *requester) Revoke(ctx context.Context, token, hint string) error {
+	if r.revocationEndpoint == "" {
+		return errors.New("no revocation endpoint is configured or advertised for this credential")
+	}
+	return r.client.Revoke(ctx, r.creds, r.revocationEndpoint, token, hint)
 }
 
 // RequestToken implements tokenstore.Requester.

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,13 +12,21 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/oauthgw/caddy-oauth-gateway/normalize"
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 )
 
 // ServeHTTP injects the credential's token and passes the request on. An
-// upstream 401 leads to at most one refresh and one replay.
+// upstream 401 (or a configured vendor equivalent) leads to at most one
+// refresh and one replay; a 403 insufficient_scope to at most one step-up
+// and one replay.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	tok, err := h.cred.Token(r.Context())
+	tok, cached, err := h.cred.Acquire(r.Context())
+	if cached {
+		cacheHits.Inc()
+	} else {
+		cacheMisses.Inc()
+	}
 	if err != nil {
 		return h.respondTokenError(w, r, err)
 	}
@@ -30,7 +39,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// held back; a replay must start from what was there before.
 	origHeader := w.Header().Clone()
 
-	refreshed := false
+	refreshed, steppedUp := false, false
 	for {
 		r.Header["Authorization"] = []string{tok.HeaderValue()}
 		if body != nil {
@@ -38,42 +47,122 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			r.ContentLength = int64(len(body))
 		}
 
-		ic := getInterceptor(w)
+		ic := getInterceptor(w, maxInterceptedBody, h.holdFn)
 		err := next.ServeHTTP(ic, r)
 		if err != nil || !ic.Buffered() {
 			putInterceptor(ic)
 			return err
 		}
 
-		if ic.Status() == http.StatusUnauthorized && !refreshed {
+		verdict := normalize.Upstream(ic.Status(), w.Header(), ic.Body(), h.UpstreamErrors)
+		switch {
+		case verdict.InvalidToken && !refreshed:
 			if !replayable {
-				// The body is gone; the client sees this 401, and the
+				// The body is gone: the client sees this 401, and the
 				// next request gets a fresh token.
 				h.invalidateInBackground(tok.AccessToken)
-				err := ic.release()
-				putInterceptor(ic)
-				return err
+				return h.passThrough(w, ic)
 			}
+			h.noteChallenge(w.Header())
 			newTok, rerr := h.cred.Invalidate(r.Context(), tok.AccessToken)
 			if rerr != nil {
 				putInterceptor(ic)
 				resetHeader(w.Header(), origHeader)
 				return h.respondTokenError(w, r, rerr)
 			}
-			if c := h.logger.Check(zapcore.DebugLevel, "upstream rejected the token; replaying with a new one"); c != nil {
-				c.Write(zap.String("credential", h.cred.ID()), zap.String("method", r.Method),
-					zap.String("path", r.URL.Path), zap.Uint64("generation", newTok.Generation),
-					zap.Bool("token_changed", newTok.AccessToken != tok.AccessToken))
-			}
+			h.debugReplay("upstream rejected the token; replaying with a new one", r, newTok, tok)
+			gatewayMetrics.replays.WithLabelValues("unauthorized").Inc()
 			putInterceptor(ic)
 			resetHeader(w.Header(), origHeader)
 			tok, refreshed = newTok, true
 			continue
-		}
 
-		err = ic.release()
-		putInterceptor(ic)
+		case verdict.InsufficientScope && !steppedUp:
+			want := splitFields(verdict.Scope)
+			if !replayable || len(want) == 0 {
+				return h.passThrough(w, ic)
+			}
+			newTok, serr := h.cred.StepUp(r.Context(), want, tok.AccessToken)
+			if serr != nil {
+				putInterceptor(ic)
+				resetHeader(w.Header(), origHeader)
+				return h.respondStepUpError(w, want, serr)
+			}
+			gatewayMetrics.stepUps.WithLabelValues("granted").Inc()
+			gatewayMetrics.replays.WithLabelValues("insufficient_scope").Inc()
+			h.debugReplay("upstream wants more scope; replaying with a stepped-up token", r, newTok, tok)
+			putInterceptor(ic)
+			resetHeader(w.Header(), origHeader)
+			tok, steppedUp = newTok, true
+			continue
+		}
+		return h.passThrough(w, ic)
+	}
+}
+
+// hold selects the upstream responses held back for inspection: 401 and
+// 403, and with upstream_errors presets a JSON 200 (which such upstreams
+// use for token errors). Everything else streams.
+func (h *Handler) hold(status int, header http.Header) bool {
+	switch status {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return true
+	case http.StatusOK:
+		return len(h.UpstreamErrors) > 0 && isJSON(header.Get("Content-Type"))
+	}
+	return false
+}
+
+// passThrough sends the held-back response to the client. A 401 without
+// a Bearer challenge gets one, with an RFC 6750 JSON body, so standard
+// clients understand it.
+func (h *Handler) passThrough(w http.ResponseWriter, ic *interceptor) error {
+	defer putInterceptor(ic)
+	if ic.Status() == http.StatusUnauthorized && !hasBearerChallenge(w.Header()) {
+		desc := "the upstream rejected the gateway's access token"
+		body := normalize.ErrorJSON(&normalize.Error{Code: "invalid_token", Description: desc})
+		hdr := w.Header()
+		hdr.Add("WWW-Authenticate", normalize.BearerChallenge("invalid_token", desc, "", ""))
+		hdr.Set("Content-Type", "application/json")
+		hdr.Set("Cache-Control", "no-store")
+		hdr.Del("Content-Length")
+		hdr.Del("Content-Encoding")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, err := w.Write(body)
 		return err
+	}
+	return ic.release()
+}
+
+// respondStepUpError explains a scope the gateway could not obtain.
+func (h *Handler) respondStepUpError(w http.ResponseWriter, want []string, err error) error {
+	held := h.cred.Status().Scopes
+	all := joinScopes(unionStrings(held, want))
+	desc := fmt.Sprintf("the upstream requires scope %q; the authorization server refused to grant it to the gateway", joinScopes(want))
+	outcome := "refused"
+	if errors.Is(err, tokenstore.ErrScopeNotGrantable) {
+		outcome = "not_grantable"
+		desc = fmt.Sprintf("the upstream requires scope %q, which the gateway's refresh-token credential cannot obtain by refreshing (RFC 6749 §6); an operator must re-authorize it with scopes %q",
+			joinScopes(want), all)
+	}
+	gatewayMetrics.stepUps.WithLabelValues(outcome).Inc()
+	h.logger.Warn("step-up failed", zap.String("credential", h.cred.ID()), zap.String("outcome", outcome),
+		zap.Strings("scopes", want), zap.String("reason", serverCode(err, "")))
+	hdr := w.Header()
+	hdr.Set("WWW-Authenticate", normalize.BearerChallenge("insufficient_scope", desc, all, ""))
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Del("Content-Length")
+	w.WriteHeader(http.StatusForbidden)
+	_, werr := w.Write(normalize.ErrorJSON(&normalize.Error{Code: "insufficient_scope", Description: desc}))
+	return werr
+}
+
+func (h *Handler) debugReplay(msg string, r *http.Request, newTok, old *tokenstore.Token) {
+	if c := h.logger.Check(zapcore.DebugLevel, msg); c != nil {
+		c.Write(zap.String("credential", h.cred.ID()), zap.String("method", r.Method),
+			zap.String("path", r.URL.Path), zap.Uint64("generation", newTok.Generation),
+			zap.Bool("token_changed", newTok.AccessToken != old.AccessToken))
 	}
 }
 
@@ -100,7 +189,7 @@ func (h *Handler) invalidateInBackground(failed string) {
 		ctx, cancel := context.WithTimeout(context.Background(), refreshWait)
 		defer cancel()
 		if _, err := h.cred.Invalidate(ctx, failed); err != nil {
-			h.logger.Debug("refresh after unreplayable 401 failed", zap.String("credential", h.cred.ID()), zap.Error(err))
+			h.logger.Debug("refresh after an unreplayable 401 failed", zap.String("credential", h.cred.ID()), zap.Error(err))
 		}
 	}()
 }

@@ -80,17 +80,25 @@ func (c *Credential) SetRequester(r Requester) { c.requester.Store(&requesterBox
 // starts while requests keep using the current token; past that, callers
 // wait for one shared refresh.
 func (c *Credential) Token(ctx context.Context) (*Token, error) {
+	t, _, err := c.Acquire(ctx)
+	return t, err
+}
+
+// Acquire is Token that also reports whether the cached token was used
+// (true) or the caller waited for one (false).
+func (c *Credential) Acquire(ctx context.Context) (tok *Token, cached bool, err error) {
 	if t := c.current.Load(); t != nil {
 		now := c.m.now()
 		if now.Before(t.refreshAt) {
-			return t, nil
+			return t, true, nil
 		}
 		if now.Before(t.usableUntil) {
 			c.refreshInBackground()
-			return t, nil
+			return t, true, nil
 		}
 	}
-	return c.refresh(ctx, "", nil)
+	t, err := c.refresh(ctx, "", nil)
+	return t, false, err
 }
 
 // Cached returns the current token without refreshing, or nil.

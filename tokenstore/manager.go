@@ -85,6 +85,7 @@ type Manager struct {
 	opts    Options
 	now     func() time.Time
 	hooks   Hooks
+	events  eventBus
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -197,6 +198,7 @@ func (m *Manager) onRemoteGeneration(id string, gen uint64) {
 		c.current.CompareAndSwap(t, nil)
 		m.logger.Debug("cached token replaced by another instance", m.logFields(c, "generation", gen)...)
 	}
+	m.emit(c, "remote", gen)
 }
 
 func (m *Manager) load(ctx context.Context, id string) (*Record, error) {
@@ -264,6 +266,7 @@ type Hooks struct {
 	OnAdopt        func(credentialID string)
 	OnDead         func(credentialID string)
 	OnStoreError   func(credentialID string)
+	OnLockWait     func(credentialID string, waited time.Duration)
 }
 
 func (h Hooks) tokenRequest(c *Credential, grant string, err error, took time.Duration) {
@@ -289,5 +292,11 @@ func (h Hooks) dead(c *Credential) {
 func (h Hooks) storeError(c *Credential) {
 	if h.OnStoreError != nil {
 		h.OnStoreError(c.id)
+	}
+}
+
+func (h Hooks) lockWait(c *Credential, d time.Duration) {
+	if h.OnLockWait != nil {
+		h.OnLockWait(c.id, d)
 	}
 }

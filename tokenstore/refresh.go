@@ -31,8 +31,10 @@ func (c *Credential) doRefresh(failed string, want []string) (*Token, error) {
 	c.setState(StateRefreshing, "")
 
 	lockCtx, cancelLock := context.WithTimeout(ctx, m.opts.LockWait)
+	lockStart := m.now()
 	release, err := m.backend.Lock(lockCtx, c.id, m.opts.LockTTL)
 	cancelLock()
+	m.hooks.lockWait(c, m.now().Sub(lockStart))
 	if err != nil {
 		if c.spec.Grant != GrantClientCredentials {
 			// Without the lock another instance may be spending the same
@@ -119,6 +121,7 @@ func (c *Credential) doRefresh(failed string, want []string) (*Token, error) {
 		reason = "rejected_by_upstream"
 	}
 	m.hooks.refreshed(c, reason)
+	m.emit(c, "refreshed", next.Generation)
 	m.logger.Debug("obtained token", m.logFields(c,
 		"reason", reason, "generation", next.Generation,
 		"expires_in", res.ExpiresIn.String(), "rotated", res.RefreshToken != "",
@@ -225,6 +228,7 @@ func (c *Credential) reconcile(ctx context.Context, failed string, want []string
 				m.touch(c)
 				c.setState(StateHealthy, "")
 				m.hooks.adopted(c)
+				m.emit(c, "adopted", stored.Generation)
 				m.logger.Debug("adopted token from store", m.logFields(c, "generation", stored.Generation)...)
 				return nil, storedGen, t, nil
 			}
@@ -322,6 +326,7 @@ func (c *Credential) markDead(reason string, fresh bool) error {
 	c.mu.Unlock()
 	if fresh {
 		c.m.hooks.dead(c)
+		c.m.emit(c, "dead", 0)
 		c.m.logger.Error("credential rejected by the authorization server; requests will fail until it is re-seeded",
 			c.m.logFields(c, "error", reason)...)
 	}

@@ -1,0 +1,141 @@
+package caddymodule
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/oauthgw/caddy-oauth-gateway/normalize"
+)
+
+func init() {
+	caddy.RegisterModule(NormalizeHandler{})
+	httpcaddyfile.RegisterHandlerDirective("oauth_normalize", parseNormalize)
+	httpcaddyfile.RegisterDirectiveOrder("oauth_normalize", httpcaddyfile.Before, "reverse_proxy")
+}
+
+// NormalizeHandler rewrites an authorization server's non-standard error
+// responses into RFC 6749 §5.2 form, so standard OAuth clients work
+// against quirky servers. Place it before a reverse_proxy to the server's
+// token, revocation or registration endpoint.
+//
+// Responses to POST requests are held back (up to 1 MiB) and classified:
+// any `error` member means failure whatever the status (Slack's HTTP 200
+// `{"ok":false,...}`, GitHub's form-encoded bodies), vendor codes are
+// mapped to standard ones, and the client receives status 400 (401 with a
+// Basic challenge for invalid_client), `application/json` and
+// `Cache-Control: no-store`. Successful responses pass byte-identical;
+// other methods and larger bodies pass through untouched.
+type NormalizeHandler struct {
+	// ErrorAliases maps vendor error codes to standard ones, over the
+	// built-in table.
+	ErrorAliases map[string]string `json:"error_aliases,omitempty"`
+
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (NormalizeHandler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.oauth_normalize",
+		New: func() caddy.Module { return new(NormalizeHandler) },
+	}
+}
+
+// Provision implements caddy.Provisioner.
+func (n *NormalizeHandler) Provision(ctx caddy.Context) error {
+	n.logger = ctx.Logger()
+	return nil
+}
+
+// Validate implements caddy.Validator.
+func (n *NormalizeHandler) Validate() error { return checkAliases(n.ErrorAliases) }
+
+// maxNormalizedBody bounds a held-back authorization server response.
+const maxNormalizedBody = 1 << 20
+
+// holdNonStreaming holds every final response except event streams.
+func holdNonStreaming(_ int, h http.Header) bool {
+	return !strings.HasPrefix(h.Get("Content-Type"), "text/event-stream")
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (n *NormalizeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if r.Method != http.MethodPost {
+		return next.ServeHTTP(w, r)
+	}
+	ic := getInterceptor(w, maxNormalizedBody, holdNonStreaming)
+	defer putInterceptor(ic)
+	if err := next.ServeHTTP(ic, r); err != nil {
+		return err
+	}
+	if !ic.Buffered() {
+		return nil
+	}
+	status, body, changed := normalize.Rewrite(ic.Status(), w.Header(), ic.Body(), n.ErrorAliases)
+	if !changed {
+		return ic.release()
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("Pragma", "no-cache")
+	hdr.Del("Content-Encoding")
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	if status == http.StatusUnauthorized {
+		hdr.Set("WWW-Authenticate", `Basic realm="oauth"`)
+	}
+	n.logger.Debug("normalized authorization server error",
+		zap.Int("upstream_status", ic.Status()), zap.Int("status", status), zap.String("path", r.URL.Path))
+	w.WriteHeader(status)
+	_, err := w.Write(body)
+	return err
+}
+
+func parseNormalize(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var n NormalizeHandler
+	err := n.UnmarshalCaddyfile(h.Dispenser)
+	return &n, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	oauth_normalize [<matcher>] {
+//		error_alias <vendor_code> <standard_code>
+//	}
+func (n *NormalizeHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "error_alias":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.ArgErr()
+			}
+			if n.ErrorAliases == nil {
+				n.ErrorAliases = make(map[string]string)
+			}
+			n.ErrorAliases[args[0]] = args[1]
+		default:
+			return d.Errf("unrecognized subdirective %s", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*NormalizeHandler)(nil)
+	_ caddy.Validator             = (*NormalizeHandler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*NormalizeHandler)(nil)
+	_ caddyfile.Unmarshaler       = (*NormalizeHandler)(nil)
+)

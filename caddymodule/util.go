@@ -1,0 +1,43 @@
+package caddymodule
+
+import (
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/oauthgw/caddy-oauth-gateway/challenge"
+)
+
+// isJSON reports whether a Content-Type is JSON (application/json or +json).
+func isJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+// hasBearerChallenge reports whether the response already carries a
+// Bearer (or DPoP) challenge.
+func hasBearerChallenge(h http.Header) bool {
+	for _, c := range challenge.Parse(h.Values("WWW-Authenticate")) {
+		if c.Scheme == "bearer" || c.Scheme == "dpop" {
+			return true
+		}
+	}
+	return false
+}
+
+func joinScopes(s []string) string { return strings.Join(s, " ") }
+
+// unionStrings returns a ∪ b in first-seen order.
+func unionStrings(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, s := range b {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
