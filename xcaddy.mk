@@ -70,5 +70,13 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
 	done
 
+# bench: Go benchmarks of the hot path and the store's memory, then a load
+# comparison against plain reverse_proxy on loopback (interleaved rounds)
+# and a refresh storm. BENCH_FLAGS passes options to the load run.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -bench 'Memory100k' ./tokenstore
+	$(GO) test -run '^$$' -bench 'HotPath|Baseline' -benchmem -count 3 ./caddymodule
+	$(GO) run ./internal/cmd/loadbench -caddy $(BIN) $(BENCH_FLAGS)
+
 clean:
 	rm -rf bin _build
