@@ -74,7 +74,7 @@ fuzz:
 # comparison against plain reverse_proxy on loopback (interleaved rounds)
 # and a refresh storm. BENCH_FLAGS passes options to the load run.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -bench 'Memory100k' ./tokenstore
+	$(GO) test -run '^$$' -bench 'Memory100k' -benchtime 1x ./tokenstore
 	$(GO) test -run '^$$' -bench 'HotPath|Baseline' -benchmem -count 3 ./caddymodule
 	$(GO) run ./internal/cmd/loadbench -caddy $(BIN) $(BENCH_FLAGS)
 

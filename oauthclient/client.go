@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/oauthgw/caddy-oauth-gateway/normalize"
+	"github.com/oauthgw/caddy-oauth-gateway/redact"
 )
 
 // Client authentication methods (RFC 8414 token_endpoint_auth_methods).
@@ -102,7 +103,9 @@ func (c *Client) Token(ctx context.Context, creds Credentials, req Request) (*no
 	}
 	tok, oerr := normalize.TokenEndpoint(status, header, body, c.Aliases)
 	if oerr != nil {
-		return nil, &Error{Endpoint: req.TokenEndpoint, Err: oerr}
+		// Server text reaches logs and clients: strip anything it echoed.
+		oerr.Description = redact.Scrub(oerr.Description, req.RefreshToken, creds.ClientSecret)
+		return nil, &Error{Endpoint: redact.URL(req.TokenEndpoint), Err: oerr}
 	}
 	return tok, nil
 }
@@ -178,12 +181,8 @@ func (c *Client) do(r *http.Request) (int, http.Header, []byte, error) {
 	return resp.StatusCode, resp.Header, body, nil
 }
 
-// redactedEndpoint is the endpoint without query or userinfo, for errors.
-func redactedEndpoint(u *url.URL) string {
-	c := *u
-	c.User, c.RawQuery, c.Fragment = nil, "", ""
-	return c.String()
-}
+// redactedEndpoint is the endpoint as it may appear in errors and logs.
+func redactedEndpoint(u *url.URL) string { return redact.URL(u.String()) }
 
 // stripURL removes the *url.Error wrapper, whose message repeats the URL.
 func stripURL(err error) error {

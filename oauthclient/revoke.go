@@ -6,6 +6,7 @@ import (
 	"net/url"
 
 	"github.com/oauthgw/caddy-oauth-gateway/normalize"
+	"github.com/oauthgw/caddy-oauth-gateway/redact"
 )
 
 // Revoke asks the revocation endpoint to revoke token (RFC 7009 §2.1),
@@ -32,5 +33,6 @@ func (c *Client) Revoke(ctx context.Context, creds Credentials, endpoint, token,
 	if oerr == nil {
 		oerr = &normalize.Error{Code: "server_error", Status: status, Description: "unexpected revocation response", Class: normalize.Transient}
 	}
-	return &Error{Endpoint: endpoint, Err: oerr}
+	oerr.Description = redact.Scrub(oerr.Description, token, creds.ClientSecret)
+	return &Error{Endpoint: redact.URL(endpoint), Err: oerr}
 }

@@ -1,0 +1,104 @@
+package oauthclient
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oauthgw/caddy-oauth-gateway/internal/fakeoauth"
+	"github.com/oauthgw/caddy-oauth-gateway/normalize"
+)
+
+func TestClientAuthenticationMethods(t *testing.T) {
+	as, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer as.Close()
+	// Characters that break naive Basic encoding (RFC 6749 §2.3.1).
+	id, secret := "client:with space", "p@ss:w%rd+&="
+	as.AddClient(id, secret)
+	c := &Client{}
+	for _, method := range []string{AuthBasic, AuthPost} {
+		tok, err := c.Token(context.Background(), Credentials{ClientID: id, ClientSecret: secret, AuthMethod: method},
+			Request{TokenEndpoint: as.TokenURL(), Grant: "client_credentials", Scopes: []string{"a", "b"}, Resource: "https://api.example/v1"})
+		if err != nil {
+			t.Fatalf("%s: %v", method, err)
+		}
+		if tok.AccessToken == "" {
+			t.Fatalf("%s: no token", method)
+		}
+	}
+	for i, r := range as.Requests() {
+		want := []string{"client_secret_basic", "client_secret_post"}[i]
+		if r.AuthMethod != want || r.Resource != "https://api.example/v1" || r.Scope != "a b" || r.Accept != "application/json" {
+			t.Fatalf("request %d = %+v", i, r)
+		}
+	}
+	_, err = c.Token(context.Background(), Credentials{ClientID: id, ClientSecret: "wrong"}, Request{TokenEndpoint: as.TokenURL(), Grant: "client_credentials"})
+	var oe *Error
+	if !errors.As(err, &oe) || oe.Err.Code != "invalid_client" || !oe.Permanent() {
+		t.Fatalf("wrong secret: %v", err)
+	}
+	if strings.Contains(err.Error(), "wrong") {
+		t.Fatal("secret in error")
+	}
+}
+
+func TestBoundedReadsTimeoutsAndRedirects(t *testing.T) {
+	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"` + strings.Repeat("x", 2<<20) + `"}`))
+	}))
+	defer big.Close()
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(5 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	var redirectedTo int
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { redirectedTo++ }))
+	defer target.Close()
+	redirect := httptest.NewServer(http.RedirectHandler(target.URL, http.StatusTemporaryRedirect))
+	defer redirect.Close()
+
+	c := &Client{Timeout: 200 * time.Millisecond}
+	creds := Credentials{ClientID: "c", ClientSecret: "s"}
+	var te *TransportError
+	if _, err := c.Token(context.Background(), creds, Request{TokenEndpoint: big.URL, Grant: "client_credentials"}); !errors.As(err, &te) {
+		t.Fatalf("oversized body: %v", err)
+	}
+	start := time.Now()
+	if _, err := c.Token(context.Background(), creds, Request{TokenEndpoint: slow.URL, Grant: "client_credentials"}); !errors.As(err, &te) || time.Since(start) > 3*time.Second {
+		t.Fatalf("timeout: %v after %s", err, time.Since(start))
+	}
+	_, err := c.Token(context.Background(), creds, Request{TokenEndpoint: redirect.URL, Grant: "client_credentials"})
+	if err == nil || redirectedTo != 0 {
+		t.Fatalf("redirect followed (%d) or accepted: %v", redirectedTo, err)
+	}
+}
+
+func TestEchoedSecretsAreScrubbed(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"error":"invalid_grant","error_description":"refresh token ` + r.PostForm.Get("refresh_token") + ` is revoked"}`))
+	}))
+	defer srv.Close()
+	_, err := (&Client{}).Token(context.Background(), Credentials{ClientID: "c", ClientSecret: "s"},
+		Request{TokenEndpoint: srv.URL, Grant: "refresh_token", RefreshToken: "rt_very_secret_value"})
+	var oe *Error
+	if !errors.As(err, &oe) || oe.Err.Class != normalize.Permanent {
+		t.Fatalf("%v", err)
+	}
+	if strings.Contains(err.Error(), "rt_very_secret_value") {
+		t.Fatalf("refresh token echoed in error: %v", err)
+	}
+}
