@@ -86,7 +86,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			if serr != nil {
 				putInterceptor(ic)
 				resetHeader(w.Header(), origHeader)
-				return h.respondStepUpError(w, want, serr)
+				return h.respondStepUpError(w, tok, want, serr)
 			}
 			gatewayMetrics.stepUps.WithLabelValues("granted").Inc()
 			gatewayMetrics.replays.WithLabelValues("insufficient_scope").Inc()
@@ -135,14 +135,13 @@ func (h *Handler) passThrough(w http.ResponseWriter, ic *interceptor) error {
 }
 
 // respondStepUpError explains a scope the gateway could not obtain.
-func (h *Handler) respondStepUpError(w http.ResponseWriter, want []string, err error) error {
-	held := h.cred.Status().Scopes
-	all := joinScopes(unionStrings(held, want))
+func (h *Handler) respondStepUpError(w http.ResponseWriter, tok *tokenstore.Token, want []string, err error) error {
+	all := joinScopes(unionStrings(tok.Scopes, want))
 	desc := fmt.Sprintf("the upstream requires scope %q; the authorization server refused to grant it to the gateway", joinScopes(want))
 	outcome := "refused"
 	if errors.Is(err, tokenstore.ErrScopeNotGrantable) {
 		outcome = "not_grantable"
-		desc = fmt.Sprintf("the upstream requires scope %q, which the gateway's refresh-token credential cannot obtain by refreshing (RFC 6749 §6); an operator must re-authorize it with scopes %q",
+		desc = fmt.Sprintf("the upstream requires scope %q, which the gateway's refresh-token credential cannot obtain by refreshing (RFC 6749 section 6); an operator must re-authorize it with scopes %q",
 			joinScopes(want), all)
 	}
 	gatewayMetrics.stepUps.WithLabelValues(outcome).Inc()

@@ -63,6 +63,7 @@ func startCaddy(t *testing.T, site string, opts caddyOptions) *caddyProc {
 }
 
 http://127.0.0.1:%d {
+	log
 %s
 }
 `, p.admin, opts.Global, p.port, strings.ReplaceAll(site, "{PORT}", fmt.Sprint(p.port)))

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -13,62 +12,90 @@ import (
 	"time"
 )
 
-// Challenge styles for 401 responses.
+// Challenge styles for the Upstream's 401 responses.
 const (
-	// ChallengeMetadata: `WWW-Authenticate: Bearer resource_metadata="..."`.
+	// ChallengeMetadata: `WWW-Authenticate: Bearer error="invalid_token",
+	// resource_metadata="..."` (RFC 9728 §5.1, what MCP servers should send).
 	ChallengeMetadata = "metadata"
-	// ChallengeBare: no WWW-Authenticate, a JSON-RPC error body (some MCP servers).
-	ChallengeBare = "bare"
 	// ChallengeBearer: `WWW-Authenticate: Bearer error="invalid_token"`.
 	ChallengeBearer = "bearer"
+	// ChallengeBare: no WWW-Authenticate at all and a JSON-RPC error
+	// body, as some MCP servers answer.
+	ChallengeBare = "bare"
 )
 
-// UpstreamOptions configure an Upstream.
+// UpstreamOptions configure an Upstream. Zero values are the defaults.
 type UpstreamOptions struct {
-	// Addr to listen on (default 127.0.0.1:0).
+	// Addr is where StartUpstream listens (default 127.0.0.1:0).
 	Addr string
-	// AuthServer validates tokens. Its Issuer is advertised in the
-	// protected resource metadata unless AdvertisedIssuer is set.
+	// AuthServer validates the bearer tokens (required). Its issuer is
+	// the one the protected resource metadata names, unless
+	// AdvertisedIssuer is set.
 	AuthServer *AuthServer
 	// ResourcePath is the resource's path (default "/mcp"); the resource
-	// URL is the server's origin plus this path.
+	// URL is the server's origin plus this path. Tokens requested for
+	// another resource (RFC 8707) are refused.
 	ResourcePath string
+
+	// AdvertisedIssuer makes the metadata name another authorization
+	// server (AdvertiseIssuer changes it later).
+	AdvertisedIssuer string
+	// MetadataResource overrides the `resource` the metadata claims (to
+	// test the RFC 9728 §3.3 check).
+	MetadataResource string
+	// DisableMetadata answers 404 at every metadata URL.
+	DisableMetadata bool
+	// MetadataAtRoot serves the document at the root well-known URL
+	// (claiming the origin as resource) instead of the path-inserted one.
+	MetadataAtRoot bool
+	// ChallengeMetadataURL replaces the resource_metadata URL the
+	// challenges carry (a URL on another host, a private address).
+	ChallengeMetadataURL string
+
 	// Challenge is the 401 style (default ChallengeMetadata).
 	Challenge string
-	// RequiredScopes maps a path prefix to the scopes it needs (403
-	// insufficient_scope otherwise).
+	// RequiredScopes maps a path prefix to the scopes it needs; a token
+	// without them gets 403 with `Bearer error="insufficient_scope",
+	// scope="a b"`. The longest matching prefix wins.
 	RequiredScopes map[string][]string
-	// SlackErrors answers token failures with HTTP 200
-	// {"ok":false,"error":"token_expired"} and missing scope with
-	// {"ok":false,"error":"missing_scope","needed":"a,b"}.
+	// SlackErrors answers like the Slack API: HTTP 200 with
+	// {"ok":false,"error":"token_expired"} (or "invalid_auth" without a
+	// token) instead of 401, and {"ok":false,"error":"missing_scope",
+	// "needed":"a,b"} instead of 403.
 	SlackErrors bool
-	// MetadataResource overrides the `resource` claimed by the protected
-	// resource metadata (to test RFC 9728 §3.3).
-	MetadataResource string
-	// DisableMetadata turns the metadata documents off.
-	DisableMetadata bool
+
 	// SSETimeout bounds how long /sse waits for ReleaseSSE (default 10s).
 	SSETimeout time.Duration
 }
 
-// Upstream is a fake protected resource: an MCP server or API that wants
-// bearer tokens from the AuthServer.
+// Upstream is a fake protected resource, an MCP server or API wanting
+// bearer tokens from an AuthServer. Endpoints:
+//
+//	/echo  any method: JSON with the Authorization seen, body sha256 and length
+//	/mcp   JSON-RPC over POST: {"jsonrpc":"2.0","id":<id>,"result":{}}
+//	/sse   text/event-stream: one event, then waits for ReleaseSSE
+//	/.well-known/oauth-protected-resource{path}  RFC 9728 metadata
+//
+// Any other path answers like /echo.
 type Upstream struct {
 	opts UpstreamOptions
 	srv  *server
 
 	mu               sync.Mutex
+	origin           string
 	advertisedIssuer string
 	requests         int
 	unauthorized     int
 	forbidden        int
-	lastAuth         string
-	release          chan struct{}
 	metadataFetches  int
+	lastAuth         string
+	lastAuthByPath   map[string]string
+	sse              sseGate
 }
 
-// StartUpstream starts an Upstream on a loopback port.
-func StartUpstream(opts UpstreamOptions) (*Upstream, error) {
+// NewUpstream returns an Upstream to serve yourself; call SetOrigin with
+// its address before use.
+func NewUpstream(opts UpstreamOptions) *Upstream {
 	if opts.ResourcePath == "" {
 		opts.ResourcePath = "/mcp"
 	}
@@ -78,63 +105,65 @@ func StartUpstream(opts UpstreamOptions) (*Upstream, error) {
 	if opts.SSETimeout <= 0 {
 		opts.SSETimeout = 10 * time.Second
 	}
-	u := &Upstream{opts: opts, release: make(chan struct{})}
-	if opts.AuthServer != nil {
-		u.advertisedIssuer = opts.AuthServer.Issuer()
-	}
+	u := &Upstream{opts: opts, lastAuthByPath: map[string]string{}, sse: newSSEGate()}
+	u.advertisedIssuer = opts.AdvertisedIssuer
+	return u
+}
+
+// StartUpstream starts an Upstream on opts.Addr (default a free loopback
+// port). Close stops it.
+func StartUpstream(opts UpstreamOptions) (*Upstream, error) {
+	u := NewUpstream(opts)
 	srv, err := startServer(opts.Addr, u)
 	if err != nil {
 		return nil, err
 	}
 	u.srv = srv
+	u.SetOrigin(srv.URL)
 	return u, nil
 }
 
-// Close stops the server.
-func (u *Upstream) Close() { u.srv.close() }
-
-// URL is the server's origin.
-func (u *Upstream) URL() string { return u.srv.URL }
-
-// Resource is the protected resource's URL.
-func (u *Upstream) Resource() string { return u.srv.URL + u.opts.ResourcePath }
-
-// MetadataURL is the path-inserted RFC 9728 metadata URL.
-func (u *Upstream) MetadataURL() string {
-	return u.srv.URL + "/.well-known/oauth-protected-resource" + u.opts.ResourcePath
-}
-
-// AdvertiseIssuer changes the authorization server the metadata names
-// (an upstream that later points elsewhere).
-func (u *Upstream) AdvertiseIssuer(issuer string) {
+// SetOrigin sets the scheme://host:port the server is reachable at.
+func (u *Upstream) SetOrigin(origin string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.advertisedIssuer = issuer
+	u.origin = strings.TrimSuffix(origin, "/")
 }
 
-// ReleaseSSE lets every waiting /sse stream finish.
-func (u *Upstream) ReleaseSSE() {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	select {
-	case <-u.release:
-	default:
-		close(u.release)
+// Close stops the listener started by StartUpstream and releases any
+// waiting SSE stream.
+func (u *Upstream) Close() {
+	u.ReleaseSSE()
+	if u.srv != nil {
+		u.srv.close()
 	}
 }
 
-// Counts returns requests served, 401s and 403s answered.
+// URL is the server's origin.
+func (u *Upstream) URL() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.origin
+}
+
+// Resource is the protected resource's URL (origin plus ResourcePath).
+func (u *Upstream) Resource() string { return u.URL() + u.opts.ResourcePath }
+
+// MetadataURL is the URL the metadata document is served at: the
+// path-inserted RFC 9728 URL, or the root one with MetadataAtRoot.
+func (u *Upstream) MetadataURL() string {
+	if u.opts.MetadataAtRoot {
+		return u.URL() + wellKnownPR
+	}
+	return u.URL() + wellKnownPR + u.opts.ResourcePath
+}
+
+// Counts returns requests served (metadata excluded), 401s and 403s
+// answered (Slack-style 200 errors included).
 func (u *Upstream) Counts() (requests, unauthorized, forbidden int) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.requests, u.unauthorized, u.forbidden
-}
-
-// MetadataFetches counts protected resource metadata requests.
-func (u *Upstream) MetadataFetches() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.metadataFetches
 }
 
 // LastAuthorization is the last Authorization header received.
@@ -144,9 +173,16 @@ func (u *Upstream) LastAuthorization() string {
 	return u.lastAuth
 }
 
+// LastAuthorizationFor is the last Authorization header received on path.
+func (u *Upstream) LastAuthorizationFor(path string) string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.lastAuthByPath[path]
+}
+
 // ServeHTTP implements http.Handler.
 func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if strings.HasPrefix(r.URL.Path, "/.well-known/oauth-protected-resource") {
+	if strings.HasPrefix(r.URL.Path, wellKnownPR) {
 		u.serveMetadata(w, r)
 		return
 	}
@@ -154,126 +190,102 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.mu.Lock()
 	u.requests++
 	u.lastAuth = auth
+	u.lastAuthByPath[r.URL.Path] = auth
 	u.mu.Unlock()
 
-	token, _ := strings.CutPrefix(auth, "Bearer ")
-	scopes, ok := u.opts.AuthServer.Validate(token, u.Resource())
-	if auth == "" || !ok {
-		u.deny(w, http.StatusUnauthorized, "")
+	token, isBearer := cutBearer(auth)
+	if !isBearer {
+		u.deny(w, http.StatusUnauthorized, "", false)
 		return
 	}
-	for prefix, need := range u.opts.RequiredScopes {
-		if !strings.HasPrefix(r.URL.Path, prefix) {
-			continue
-		}
-		for _, s := range need {
-			if !slices.Contains(scopes, s) {
-				u.deny(w, http.StatusForbidden, strings.Join(need, " "))
-				return
-			}
-		}
+	scopes, ok := u.opts.AuthServer.ValidateFor(token, u.Resource())
+	if !ok {
+		u.deny(w, http.StatusUnauthorized, "", true)
+		return
+	}
+	if need := u.requiredScopes(r.URL.Path); !containsAll(scopes, need) {
+		u.deny(w, http.StatusForbidden, strings.Join(need, " "), true)
+		return
 	}
 
 	switch {
-	case strings.HasPrefix(r.URL.Path, "/sse"):
+	case r.URL.Path == "/sse" || strings.HasPrefix(r.URL.Path, "/sse/"):
 		u.serveSSE(w, r)
-	case strings.HasPrefix(r.URL.Path, "/mcp") && r.Method == http.MethodPost:
-		var req struct {
-			ID any `json:"id"`
-		}
-		_ = json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req)
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"jsonrpc": "2.0", "id": req.ID, "result": map[string]any{}})
-	default: // /echo and anything else
-		body, _ := io.ReadAll(r.Body)
-		sum := sha256.Sum256(body)
-		w.Header().Set("Content-Type", "application/json")
-		if u.opts.SlackErrors {
-			w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"ok": true, "authorization": auth, "sha256": hex.EncodeToString(sum[:]), "length": len(body),
-			"method": r.Method, "scopes": scopes,
-		})
+	case r.URL.Path == "/mcp" || strings.HasPrefix(r.URL.Path, "/mcp/"):
+		serveJSONRPC(w, r)
+	default:
+		serveEcho(w, r, auth, scopes)
 	}
 }
 
-// deny answers 401 or 403 in the configured style.
-func (u *Upstream) deny(w http.ResponseWriter, status int, scope string) {
-	u.mu.Lock()
-	if status == http.StatusUnauthorized {
-		u.unauthorized++
-	} else {
-		u.forbidden++
+// cutBearer returns the token of an RFC 6750 §2.1 Authorization header;
+// the scheme is case-insensitive.
+func cutBearer(auth string) (string, bool) {
+	scheme, tok, ok := strings.Cut(auth, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+		return "", false
 	}
-	u.mu.Unlock()
-	if u.opts.SlackErrors {
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		body := map[string]any{"ok": false, "error": "token_expired"}
-		if status == http.StatusForbidden {
-			body = map[string]any{"ok": false, "error": "missing_scope", "needed": strings.ReplaceAll(scope, " ", ",")}
-		}
-		_ = json.NewEncoder(w).Encode(body)
-		return
-	}
-	if status == http.StatusForbidden {
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="insufficient_scope", scope="%s", resource_metadata="%s"`, scope, u.MetadataURL()))
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		_, _ = w.Write([]byte(`{"error":"insufficient_scope"}`))
-		return
-	}
-	switch u.opts.Challenge {
-	case ChallengeMetadata:
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="invalid_token", resource_metadata="%s"`, u.MetadataURL()))
-	case ChallengeBearer:
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Unauthorized"}}`))
+	return strings.TrimSpace(tok), true
 }
 
-func (u *Upstream) serveMetadata(w http.ResponseWriter, r *http.Request) {
-	u.mu.Lock()
-	u.metadataFetches++
-	issuer := u.advertisedIssuer
-	u.mu.Unlock()
-	if u.opts.DisableMetadata || r.URL.Path != "/.well-known/oauth-protected-resource"+u.opts.ResourcePath {
-		http.NotFound(w, r)
-		return
+func (u *Upstream) requiredScopes(path string) []string {
+	best := ""
+	var need []string
+	for prefix, s := range u.opts.RequiredScopes {
+		if strings.HasPrefix(path, prefix) && len(prefix) >= len(best) {
+			best, need = prefix, s
+		}
 	}
-	resource := u.Resource()
-	if u.opts.MetadataResource != "" {
-		resource = u.opts.MetadataResource
+	return need
+}
+
+func containsAll(have, need []string) bool {
+	for _, s := range need {
+		if !slices.Contains(have, s) {
+			return false
+		}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"resource":                 resource,
-		"authorization_servers":    []string{issuer},
-		"scopes_supported":         []string{"read", "write"},
-		"bearer_methods_supported": []string{"header"},
+	return true
+}
+
+// echoReply is what /echo answers.
+type echoReply struct {
+	OK            bool     `json:"ok"`
+	Method        string   `json:"method"`
+	Path          string   `json:"path"`
+	Authorization string   `json:"authorization"`
+	SHA256        string   `json:"sha256"`
+	Length        int      `json:"length"`
+	Scopes        []string `json:"scopes"`
+}
+
+func serveEcho(w http.ResponseWriter, r *http.Request, auth string, scopes []string) {
+	h := sha256.New()
+	n, _ := io.Copy(h, r.Body)
+	writeJSON(w, http.StatusOK, echoReply{
+		OK: true, Method: r.Method, Path: r.URL.Path, Authorization: auth,
+		SHA256: hex.EncodeToString(h.Sum(nil)), Length: int(n), Scopes: scopes,
 	})
 }
 
-// serveSSE writes one event, flushes, waits for ReleaseSSE (or the
-// timeout), then writes a final event.
-func (u *Upstream) serveSSE(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	_, _ = fmt.Fprint(w, "event: message\ndata: {\"n\":1}\n\n")
-	_ = rc.Flush()
-	u.mu.Lock()
-	release := u.release
-	u.mu.Unlock()
-	select {
-	case <-release:
-	case <-time.After(u.opts.SSETimeout):
-	case <-r.Context().Done():
+// serveJSONRPC answers every JSON-RPC request with an empty result, and
+// notifications (no id) with 202 as MCP's streamable HTTP transport does.
+func serveJSONRPC(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "POST JSON-RPC here", http.StatusMethodNotAllowed)
 		return
 	}
-	_, _ = fmt.Fprint(w, "event: message\ndata: {\"n\":2}\n\n")
-	_ = rc.Flush()
+	var req struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"jsonrpc": "2.0", "id": nil, "error": map[string]any{"code": -32700, "message": "parse error"}})
+		return
+	}
+	if len(req.ID) == 0 {
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jsonrpc": "2.0", "id": req.ID, "result": map[string]any{}})
 }

@@ -1,0 +1,314 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// ErrNotFound is wrapped when no candidate URL produced a usable document.
+var ErrNotFound = errors.New("discovery: no metadata found")
+
+// ValidationError is a document that was found but does not match what
+// was asked for (another resource, another issuer). It is never used.
+type ValidationError struct {
+	URL      string
+	Field    string
+	Expected string
+	Got      string
+}
+
+func (e *ValidationError) Error() string {
+	return fmt.Sprintf("discovery: %s names %s %q, expected %q; not trusted", e.URL, e.Field, e.Got, e.Expected)
+}
+
+// Options configure a Client. Zero values take the defaults noted.
+type Options struct {
+	// Timeout bounds each fetch, body included (default 10s).
+	Timeout time.Duration
+	// MaxBodyBytes bounds each document (default 1 MiB).
+	MaxBodyBytes int64
+	// AllowHTTP permits http:// metadata URLs (development and tests).
+	AllowHTTP bool
+	// AllowPrivate permits private, loopback and link-local destinations.
+	AllowPrivate bool
+	// AllowHosts are host names (or literal IPs) reachable even when
+	// they resolve to private addresses.
+	AllowHosts []string
+	// DefaultTTL is how long a document without Cache-Control max-age is
+	// cached (default 1h).
+	DefaultTTL time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// OnFetch, if set, is told the outcome of every network fetch
+	// ("found", "not_found", "blocked", "error").
+	OnFetch func(outcome string)
+}
+
+// Client fetches and validates metadata, with a cache. Create it with
+// NewClient; it is safe for concurrent use.
+type Client struct {
+	Options
+	httpClient *http.Client
+	flight     singleflight.Group
+	mu         sync.Mutex
+	cache      map[string]cached
+}
+
+type cached struct {
+	body    []byte // nil: a miss, cached briefly so a chain does not refetch
+	expires time.Time
+}
+
+// NewClient returns a Client with the options' defaults filled in.
+func NewClient(c Options) *Client {
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.DefaultTTL <= 0 {
+		c.DefaultTTL = time.Hour
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	out := &Client{Options: c, cache: map[string]cached{}}
+	out.httpClient = &http.Client{
+		Transport: &http.Transport{
+			DialContext:           guardedDialer(c.Timeout, c.AllowPrivate, c.AllowHosts),
+			TLSHandshakeTimeout:   c.Timeout,
+			ResponseHeaderTimeout: c.Timeout,
+			MaxIdleConnsPerHost:   2,
+			IdleConnTimeout:       30 * time.Second,
+		},
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			// Same-origin redirects only: a document must come from
+			// where it was asked for.
+			if len(via) >= 3 || originOf(req.URL) != originOf(via[0].URL) {
+				return http.ErrUseLastResponse
+			}
+			return nil
+		},
+	}
+	return out
+}
+
+// HTTPClient is the guarded client (no private destinations unless
+// allowed, same-origin redirects), for requests to discovered endpoints.
+func (c *Client) HTTPClient() *http.Client { return c.httpClient }
+
+// Invalidate drops url from the cache.
+func (c *Client) Invalidate(u string) {
+	c.mu.Lock()
+	delete(c.cache, u)
+	c.mu.Unlock()
+}
+
+// get returns the body of a usable (200, JSON) response for u, or nil for
+// a miss. Both are cached; errors that are not misses are returned.
+func (c *Client) get(ctx context.Context, u string) ([]byte, error) {
+	if err := c.checkURL(u); err != nil {
+		return nil, err
+	}
+	now := c.Now()
+	c.mu.Lock()
+	if e, ok := c.cache[u]; ok && now.Before(e.expires) {
+		c.mu.Unlock()
+		return e.body, nil
+	}
+	c.mu.Unlock()
+
+	v, err, _ := c.flight.Do(u, func() (any, error) {
+		body, ttl, err := c.fetch(ctx, u)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		c.cache[u] = cached{body: body, expires: c.Now().Add(ttl)}
+		c.mu.Unlock()
+		return body, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.([]byte), nil
+}
+
+func (c *Client) checkURL(u string) error {
+	pu, err := url.Parse(u)
+	if err != nil || pu.Host == "" {
+		return fmt.Errorf("discovery: bad metadata URL %q", u)
+	}
+	switch pu.Scheme {
+	case "https":
+	case "http":
+		if !c.AllowHTTP {
+			return fmt.Errorf("discovery: %s: http metadata URLs are not allowed (https only)", u)
+		}
+	default:
+		return fmt.Errorf("discovery: %s: scheme %q not allowed", u, pu.Scheme)
+	}
+	return nil
+}
+
+// fetch performs one request. Misses (4xx, 5xx, non-JSON, HTML) return a
+// nil body and a short TTL; only transport problems and blocked
+// destinations are errors.
+func (c *Client) fetch(ctx context.Context, u string) ([]byte, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.httpClient.Do(req)
+	if err != nil {
+		if errors.Is(err, ErrBlockedDestination) {
+			c.report("blocked")
+			return nil, 0, fmt.Errorf("%w (%s)", ErrBlockedDestination, u)
+		}
+		c.report("error")
+		// An unreachable candidate is a miss for the chain, cached
+		// briefly.
+		return nil, time.Minute, nil
+	}
+	defer resp.Body.Close()
+	miss := 5 * time.Minute
+	if resp.StatusCode != http.StatusOK || !isJSONType(resp.Header.Get("Content-Type")) {
+		c.report("not_found")
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil, miss, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, c.MaxBodyBytes+1))
+	if err != nil || int64(len(body)) > c.MaxBodyBytes {
+		c.report("error")
+		return nil, miss, nil
+	}
+	c.report("found")
+	return body, c.ttl(resp.Header.Get("Cache-Control")), nil
+}
+
+func (c *Client) report(outcome string) {
+	if c.OnFetch != nil {
+		c.OnFetch(outcome)
+	}
+}
+
+// ttl honours Cache-Control max-age and no-store (RFC 9728 §7.10).
+func (c *Client) ttl(cc string) time.Duration {
+	for _, d := range strings.Split(cc, ",") {
+		d = strings.TrimSpace(strings.ToLower(d))
+		if d == "no-store" || d == "no-cache" {
+			return 0
+		}
+		if v, ok := strings.CutPrefix(d, "max-age="); ok {
+			if n, err := strconv.Atoi(strings.Trim(v, `"`)); err == nil && n >= 0 {
+				return min(time.Duration(n)*time.Second, 24*time.Hour)
+			}
+		}
+	}
+	return c.DefaultTTL
+}
+
+func isJSONType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
+// ProtectedResource finds and validates the RFC 9728 document for
+// resource. It tries the challenge's resource_metadata URLs first (each
+// candidate: a malformed header may name several), then the
+// path-inserted and root well-known URLs, and returns the first document
+// whose `resource` matches. Mismatched documents are skipped; if nothing
+// matched but something mismatched, the *ValidationError is returned.
+func (c *Client) ProtectedResource(ctx context.Context, resource string, challengeURLs []string) (*ProtectedResourceMetadata, string, error) {
+	wellKnown, err := ProtectedResourceMetadataURLs(resource)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := c.checkURL(resource); err != nil {
+		return nil, "", err
+	}
+	root := wellKnown[len(wellKnown)-1]
+	var firstMismatch error
+	for _, u := range append(append([]string(nil), challengeURLs...), wellKnown...) {
+		body, err := c.get(ctx, u)
+		if err != nil {
+			if errors.Is(err, ErrBlockedDestination) {
+				return nil, "", err
+			}
+			continue
+		}
+		if body == nil {
+			continue
+		}
+		m, err := DecodeProtectedResourceMetadata(body)
+		if err != nil {
+			continue
+		}
+		if !ResourceMatches(resource, m.Resource, u == root) {
+			if firstMismatch == nil {
+				firstMismatch = &ValidationError{URL: u, Field: "resource", Expected: resource, Got: m.Resource}
+			}
+			continue
+		}
+		return m, u, nil
+	}
+	if firstMismatch != nil {
+		return nil, "", firstMismatch
+	}
+	return nil, "", fmt.Errorf("%w for resource %s", ErrNotFound, resource)
+}
+
+// AuthServer finds and validates the metadata of issuer: RFC 8414 first,
+// then OpenID Connect discovery. The document's issuer must match.
+func (c *Client) AuthServer(ctx context.Context, issuer string) (*AuthServerMetadata, error) {
+	urls, err := AuthorizationServerMetadataURLs(issuer)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkURL(issuer); err != nil {
+		return nil, err
+	}
+	var firstMismatch error
+	for _, u := range urls {
+		body, err := c.get(ctx, u)
+		if err != nil {
+			if errors.Is(err, ErrBlockedDestination) {
+				return nil, err
+			}
+			continue
+		}
+		if body == nil {
+			continue
+		}
+		m, err := DecodeAuthServerMetadata(body)
+		if err != nil {
+			continue
+		}
+		if !IssuerMatches(issuer, m.Issuer) {
+			if firstMismatch == nil {
+				firstMismatch = &ValidationError{URL: u, Field: "issuer", Expected: issuer, Got: m.Issuer}
+			}
+			continue
+		}
+		return m, nil
+	}
+	if firstMismatch != nil {
+		return nil, firstMismatch
+	}
+	return nil, fmt.Errorf("%w for issuer %s", ErrNotFound, issuer)
+}

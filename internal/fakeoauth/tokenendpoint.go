@@ -1,0 +1,168 @@
+package fakeoauth
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// tokenReply is the outcome of a token request, written by writeToken.
+type tokenReply struct {
+	status int
+	fields map[string]any // success body
+	code   string         // RFC 6749 §5.2 error code
+	desc   string
+	header http.Header
+}
+
+func failed(status int, code, desc string) tokenReply {
+	return tokenReply{status: status, code: code, desc: desc}
+}
+
+// serveToken is the token endpoint (RFC 6749 §4.4 client_credentials,
+// §6 refresh_token).
+func (a *AuthServer) serveToken(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	latency := a.latency
+	a.mu.Unlock()
+	if latency > 0 {
+		select {
+		case <-time.After(latency):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if r.Method != http.MethodPost {
+		a.writeToken(w, r, failed(http.StatusMethodNotAllowed, "invalid_request", "the token endpoint takes POST"))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		a.writeToken(w, r, failed(http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded"))
+		return
+	}
+
+	a.mu.Lock()
+	entry := TokenRequestLog{
+		Time:     time.Now(),
+		Grant:    r.PostForm.Get("grant_type"),
+		Scope:    r.PostForm.Get("scope"),
+		Resource: r.PostForm.Get("resource"),
+		Accept:   r.Header.Get("Accept"),
+	}
+	a.counts[entry.Grant]++
+	var reply tokenReply
+	if f, ok := a.nextFailure(); ok {
+		entry.Injected = true
+		entry.ClientID = r.PostForm.Get("client_id")
+		a.recordLocked(&entry, f.status, "")
+		hook := a.opts.OnTokenRequest
+		a.mu.Unlock()
+		if hook != nil {
+			hook(entry)
+		}
+		f.write(w)
+		return
+	}
+	reply = a.grant(r, &entry)
+	a.recordLocked(&entry, reply.status, reply.code)
+	hook := a.opts.OnTokenRequest
+	a.mu.Unlock()
+	if hook != nil {
+		hook(entry)
+	}
+	a.writeToken(w, r, reply)
+}
+
+func (a *AuthServer) recordLocked(e *TokenRequestLog, status int, code string) {
+	e.Status, e.Error = status, code
+	a.log = append(a.log, *e)
+}
+
+// grant authenticates the client and runs the grant. The caller holds a.mu.
+func (a *AuthServer) grant(r *http.Request, entry *TokenRequestLog) tokenReply {
+	auth := a.authenticate(r)
+	entry.ClientID, entry.AuthMethod = auth.id, auth.method
+	if auth.code != "" {
+		reply := failed(auth.status, auth.code, auth.desc)
+		if auth.status == http.StatusUnauthorized && auth.method == methodBasic {
+			// RFC 6749 §5.2: a 401 after basic auth carries the challenge.
+			reply.header = http.Header{"Www-Authenticate": {`Basic realm="fakeoauth"`}}
+		}
+		return reply
+	}
+	if a.opts.RejectResource && r.PostForm.Has("resource") {
+		return failed(http.StatusBadRequest, "invalid_target", "the resource parameter is not supported")
+	}
+	requested := strings.Fields(r.PostForm.Get("scope"))
+	switch entry.Grant {
+	case "client_credentials":
+		return a.clientCredentials(auth.id, requested, entry.Resource)
+	case "refresh_token":
+		return a.refreshGrant(auth.id, r.PostForm.Get("refresh_token"), requested, entry.Resource)
+	case "":
+		return failed(http.StatusBadRequest, "invalid_request", "grant_type is missing")
+	default:
+		return failed(http.StatusBadRequest, "unsupported_grant_type", "grant_type "+entry.Grant+" is not supported")
+	}
+}
+
+func (a *AuthServer) clientCredentials(id string, requested []string, resource string) tokenReply {
+	if allowed := a.clients[id].scopes; len(allowed) > 0 {
+		for _, s := range requested {
+			if !slices.Contains(allowed, s) {
+				return failed(http.StatusBadRequest, "invalid_scope", "scope "+s+" is not allowed for this client")
+			}
+		}
+	}
+	at := a.tokens.issueAccess(id, requested, resource, "", a.opts.AccessTTL)
+	return a.success(at, requested, "")
+}
+
+func (a *AuthServer) refreshGrant(id, presented string, requested []string, resource string) tokenReply {
+	rt := a.tokens.refresh[presented]
+	if rt == nil || rt.client != id {
+		return failed(http.StatusBadRequest, "invalid_grant", "refresh token is invalid")
+	}
+	// Reuse is checked before revocation so that every presentation of
+	// a spent token counts, even after its family died.
+	if rt.spent {
+		a.reuse++
+		if a.opts.RevokeFamilyOnReuse {
+			a.tokens.revoked[rt.family] = true
+		}
+		return failed(http.StatusBadRequest, "invalid_grant", "refresh token was already used")
+	}
+	if a.tokens.revoked[rt.family] {
+		return failed(http.StatusBadRequest, "invalid_grant", "refresh token was revoked")
+	}
+	// A refresh cannot widen scope (RFC 6749 §6); it may narrow it.
+	for _, s := range requested {
+		if !slices.Contains(rt.scopes, s) {
+			return failed(http.StatusBadRequest, "invalid_scope", "a refresh cannot add scope "+s)
+		}
+	}
+	scopes := rt.scopes
+	if len(requested) > 0 {
+		scopes = requested
+	}
+	at := a.tokens.issueAccess(id, scopes, resource, rt.family, a.opts.AccessTTL)
+	next := ""
+	if a.opts.Rotate {
+		rt.spent = true
+		next = a.tokens.issueRefresh(id, rt.scopes, rt.family)
+	}
+	return a.success(at, scopes, next)
+}
+
+func (a *AuthServer) success(access string, scopes []string, refresh string) tokenReply {
+	f := map[string]any{"access_token": access, "token_type": "Bearer", "scope": strings.Join(scopes, " ")}
+	if !a.opts.OmitExpiresIn {
+		f["expires_in"] = int(a.opts.AccessTTL / time.Second)
+	}
+	if refresh != "" {
+		f["refresh_token"] = refresh
+	}
+	return tokenReply{status: http.StatusOK, fields: f}
+}
