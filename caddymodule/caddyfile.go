@@ -31,6 +31,8 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	oauth_gateway [<matcher>] {
 //		resource        <url>
 //		token_endpoint  <url>
+//		issuer          <url>
+//		discovery_allow_hosts <host> [<host>...]
 //		revocation_endpoint <url>
 //		client_id       <id>
 //		client_secret   <secret>
@@ -54,7 +56,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		name := d.Val()
 		switch name {
-		case "resource", "token_endpoint", "revocation_endpoint", "client_id", "client_secret", "client_auth", "grant", "refresh_token":
+		case "resource", "token_endpoint", "issuer", "revocation_endpoint", "client_id", "client_secret", "client_auth", "grant", "refresh_token":
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
@@ -67,6 +69,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.Resource = val
 			case "token_endpoint":
 				h.TokenEndpoint = val
+			case "issuer":
+				h.Issuer = val
 			case "revocation_endpoint":
 				h.RevocationEndpoint = val
 			case "client_id":
@@ -115,6 +119,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("timeout: %v", err)
 			}
 			h.Timeout = caddy.Duration(dur)
+		case "discovery_allow_hosts":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.DiscoveryAllowHosts = append(h.DiscoveryAllowHosts, args...)
 		case "upstream_errors":
 			args := d.RemainingArgs()
 			if len(args) == 0 {

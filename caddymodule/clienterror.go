@@ -37,7 +37,15 @@ func (h *Handler) respondTokenError(w http.ResponseWriter, r *http.Request, err 
 			h.Resource, serverCode(err, "server_error")),
 	}
 	retryAfter := 5
-	if errors.Is(err, tokenstore.ErrDead) {
+	var untrusted *untrustedError
+	if errors.As(err, &untrusted) {
+		status = http.StatusBadGateway
+		body = oauthErrorBody{
+			Error:            "server_error",
+			ErrorDescription: fmt.Sprintf("the gateway will not obtain a token for %s: %s", h.Resource, untrusted.msg),
+		}
+		retryAfter = 0
+	} else if errors.Is(err, tokenstore.ErrDead) {
 		status = http.StatusBadGateway
 		body = oauthErrorBody{
 			Error: "invalid_grant",

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/oauthgw/caddy-oauth-gateway/discovery"
 	"github.com/oauthgw/caddy-oauth-gateway/oauthclient"
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 )
@@ -34,9 +35,26 @@ type Handler struct {
 	// exactly as written. Required.
 	Resource string `json:"resource,omitempty"`
 
-	// TokenEndpoint is the authorization server's token endpoint.
-	// Required (until discovery is configured).
+	// TokenEndpoint is the authorization server's token endpoint. When
+	// empty, it is discovered: from Issuer's metadata (RFC 8414, then
+	// OpenID Connect discovery), or, without Issuer, from the resource's
+	// protected resource metadata (RFC 9728: a challenge's
+	// resource_metadata URL, then the path-inserted, then the root
+	// well-known URL) and its authorization server's metadata.
 	TokenEndpoint string `json:"token_endpoint,omitempty"`
+
+	// Issuer is the authorization server's issuer identifier. Setting it
+	// skips protected resource metadata and pins the credential to this
+	// server. Without it, the credential is pinned to the first issuer
+	// discovered, and the binding is stored with the credential: if the
+	// upstream later names another server, no secret is sent there.
+	Issuer string `json:"issuer,omitempty"`
+
+	// DiscoveryAllowHosts are host names discovery may reach even when
+	// they resolve to private, loopback or link-local addresses (RFC 9728
+	// §7.7). Hosts of a configured resource or issuer that are themselves
+	// such addresses are allowed without listing them.
+	DiscoveryAllowHosts []string `json:"discovery_allow_hosts,omitempty"`
 
 	// RevocationEndpoint is the RFC 7009 revocation endpoint used by the
 	// admin API's revoke (default: the one advertised in discovered
@@ -53,7 +71,9 @@ type Handler struct {
 
 	// ClientAuth is how the client authenticates at the token endpoint:
 	// "basic" (HTTP Basic with form-encoded id and secret, RFC 6749
-	// §2.3.1; the default) or "post" (in the request body).
+	// §2.3.1) or "post" (in the request body). Default: chosen from the
+	// server's token_endpoint_auth_methods_supported when discovered
+	// (basic when offered), else basic.
 	ClientAuth string `json:"client_auth,omitempty"`
 
 	// Grant is "client_credentials" (default) or "refresh_token".
@@ -98,7 +118,7 @@ type Handler struct {
 	logger *zap.Logger
 	// noteChallenge tells discovery about an upstream challenge (a new
 	// resource_metadata URL means metadata must be revalidated).
-	noteChallenge func(http.Header)
+	noteChallenge func(http.Header) bool
 	// holdFn is h.hold, bound once so requests do not allocate a closure.
 	holdFn func(int, http.Header) bool
 }
@@ -117,13 +137,9 @@ const defaultMaxReplayBody = 1 << 20
 // credential in the app's token manager.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	h.noteChallenge = func(http.Header) {}
 	h.holdFn = h.hold
 	if h.Grant == "" {
 		h.Grant = tokenstore.GrantClientCredentials
-	}
-	if h.ClientAuth == "" {
-		h.ClientAuth = "basic"
 	}
 	if h.MaxReplayBody == 0 {
 		h.MaxReplayBody = defaultMaxReplayBody
@@ -145,25 +161,39 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Resource:         h.Resource,
 		ClientID:         h.ClientID,
 		Grant:            h.Grant,
+		Issuer:           h.Issuer,
 		TokenEndpoint:    h.TokenEndpoint,
 		Scopes:           h.Scopes,
 		SeedRefreshToken: seed,
 	}
+	res := h.newResolver()
+	client := &oauthclient.Client{
+		Aliases:   h.ErrorAliases,
+		Timeout:   time.Duration(h.Timeout),
+		UserAgent: "caddy-oauth-gateway",
+	}
+	if res.static == nil {
+		// Discovered token endpoints get the same address guard as
+		// discovery, and never a redirect.
+		client.HTTPClient = &http.Client{
+			Transport:     res.client.Transport(),
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
 	req := &requester{
-		client: &oauthclient.Client{
-			Aliases:   h.ErrorAliases,
-			Timeout:   time.Duration(h.Timeout),
-			UserAgent: "caddy-oauth-gateway",
-		},
+		client:   client,
+		resolver: res,
 		creds: oauthclient.Credentials{
 			ClientID:     h.ClientID,
 			ClientSecret: secret,
 			AuthMethod:   authMethod(h.ClientAuth),
 		},
-		tokenEndpoint:      h.TokenEndpoint,
+		authConfigured:     h.ClientAuth != "",
 		resource:           h.Resource,
 		revocationEndpoint: h.RevocationEndpoint,
+		logger:             h.logger,
 	}
+	h.noteChallenge = res.noteChallenge
 	h.cred = app.Manager().Credential(spec, req)
 	h.logger.Debug("credential bound", zap.String("credential", h.cred.ID()),
 		zap.String("resource", h.Resource), zap.String("grant", h.Grant))
@@ -187,6 +217,35 @@ func checkAliases(aliases map[string]string) error {
 var standardTokenErrors = []string{"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
 	"unsupported_grant_type", "invalid_scope", "invalid_target"}
 
+// newResolver builds the endpoint resolver: static when token_endpoint is
+// configured, discovery otherwise.
+func (h *Handler) newResolver() *resolver {
+	r := &resolver{resource: h.Resource, issuer: h.Issuer, logger: h.logger}
+	if h.TokenEndpoint != "" {
+		r.static = &endpoints{Issuer: h.Issuer, TokenEndpoint: h.TokenEndpoint, RevocationEndpoint: h.RevocationEndpoint}
+		return r
+	}
+	allowHosts := make([]string, 0, len(h.DiscoveryAllowHosts)+2)
+	for _, host := range h.DiscoveryAllowHosts {
+		allowHosts = append(allowHosts, strings.ToLower(host))
+	}
+	allowPrivate := false
+	for _, raw := range []string{h.Resource, h.Issuer} {
+		if u, err := url.Parse(raw); err == nil && u.Host != "" && discovery.IsPrivateHost(u.Hostname()) {
+			// The configured resource or issuer is itself private:
+			// its metadata and authorization server may be too.
+			allowPrivate = true
+		}
+	}
+	r.client = discovery.NewClient(discovery.Options{
+		AllowHTTP:    h.InsecureAllowHTTP,
+		AllowPrivate: allowPrivate,
+		AllowHosts:   allowHosts,
+		OnFetch:      func(outcome string) { gatewayMetrics.discoveryFetches.WithLabelValues(outcome).Inc() },
+	})
+	return r
+}
+
 func authMethod(s string) string {
 	if s == "post" {
 		return oauthclient.AuthPost
@@ -202,11 +261,18 @@ func (h *Handler) Validate() error {
 	if err := checkURL("resource", h.Resource, h.InsecureAllowHTTP); err != nil {
 		return err
 	}
-	if h.TokenEndpoint == "" {
-		return fmt.Errorf("token_endpoint: required")
+	if h.TokenEndpoint != "" {
+		if err := checkURL("token_endpoint", h.TokenEndpoint, h.InsecureAllowHTTP); err != nil {
+			return err
+		}
 	}
-	if err := checkURL("token_endpoint", h.TokenEndpoint, h.InsecureAllowHTTP); err != nil {
-		return err
+	if h.Issuer != "" {
+		if err := checkURL("issuer", h.Issuer, h.InsecureAllowHTTP); err != nil {
+			return err
+		}
+		if u, _ := url.Parse(h.Issuer); u.RawQuery != "" {
+			return fmt.Errorf("issuer: must not contain a query (RFC 8414 §2)")
+		}
 	}
 	if h.RevocationEndpoint != "" {
 		if err := checkURL("revocation_endpoint", h.RevocationEndpoint, h.InsecureAllowHTTP); err != nil {
@@ -226,7 +292,7 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("grant: unknown grant %q (want client_credentials or refresh_token)", h.Grant)
 	}
 	switch h.ClientAuth {
-	case "basic", "post":
+	case "", "basic", "post":
 	default:
 		return fmt.Errorf("client_auth: unknown method %q (want basic or post)", h.ClientAuth)
 	}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/oauthgw/caddy-oauth-gateway/discovery"
 	"github.com/oauthgw/caddy-oauth-gateway/normalize"
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 )
@@ -28,7 +29,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		cacheMisses.Inc()
 	}
 	if err != nil {
-		return h.respondTokenError(w, r, err)
+		if !h.canLearnFromChallenge(err) {
+			return h.respondTokenError(w, r, err)
+		}
+		// Nothing found at the well-known URLs: send the request without
+		// a token and learn where tokens come from from the upstream's
+		// 401 challenge (MCP), then replay with one.
+		tok = nil
 	}
 
 	body, replayable, err := h.replayBody(r)
@@ -41,7 +48,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	refreshed, steppedUp := false, false
 	for {
-		r.Header["Authorization"] = []string{tok.HeaderValue()}
+		if tok != nil {
+			r.Header["Authorization"] = []string{tok.HeaderValue()}
+		} else {
+			delete(r.Header, "Authorization")
+		}
 		if body != nil {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			r.ContentLength = int64(len(body))
@@ -57,14 +68,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		verdict := normalize.Upstream(ic.Status(), w.Header(), ic.Body(), h.UpstreamErrors)
 		switch {
 		case verdict.InvalidToken && !refreshed:
+			failed := ""
+			if tok != nil {
+				failed = tok.AccessToken
+			}
+			if h.noteChallenge(w.Header()) {
+				h.cred.ResetBackoff() // new metadata may fix a failed discovery
+			}
 			if !replayable {
 				// The body is gone: the client sees this 401, and the
 				// next request gets a fresh token.
-				h.invalidateInBackground(tok.AccessToken)
+				h.invalidateInBackground(failed)
 				return h.passThrough(w, ic)
 			}
-			h.noteChallenge(w.Header())
-			newTok, rerr := h.cred.Invalidate(r.Context(), tok.AccessToken)
+			newTok, rerr := h.cred.Invalidate(r.Context(), failed)
 			if rerr != nil {
 				putInterceptor(ic)
 				resetHeader(w.Header(), origHeader)
@@ -79,7 +96,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 		case verdict.InsufficientScope && !steppedUp:
 			want := splitFields(verdict.Scope)
-			if !replayable || len(want) == 0 {
+			if !replayable || len(want) == 0 || tok == nil {
 				return h.passThrough(w, ic)
 			}
 			newTok, serr := h.cred.StepUp(r.Context(), want, tok.AccessToken)
@@ -161,8 +178,15 @@ func (h *Handler) debugReplay(msg string, r *http.Request, newTok, old *tokensto
 	if c := h.logger.Check(zapcore.DebugLevel, msg); c != nil {
 		c.Write(zap.String("credential", h.cred.ID()), zap.String("method", r.Method),
 			zap.String("path", r.URL.Path), zap.Uint64("generation", newTok.Generation),
-			zap.Bool("token_changed", newTok.AccessToken != old.AccessToken))
+			zap.Bool("token_changed", old == nil || newTok.AccessToken != old.AccessToken))
 	}
+}
+
+// canLearnFromChallenge reports whether a failed token acquisition may be
+// fixed by the upstream's challenge: discovery from the resource found
+// nothing, and no endpoint or issuer is configured.
+func (h *Handler) canLearnFromChallenge(err error) bool {
+	return h.TokenEndpoint == "" && h.Issuer == "" && errors.Is(err, discovery.ErrNotFound)
 }
 
 // replayBody buffers a request body of known length up to MaxReplayBody

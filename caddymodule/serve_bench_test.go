@@ -39,10 +39,11 @@ func newTestHandler(tb testing.TB, backend tokenstore.Backend) *Handler {
 	}
 	tb.Cleanup(func() { _ = m.Close() })
 	h := &Handler{Resource: "http://upstream.test/mcp", TokenEndpoint: as.TokenURL(), ClientID: "c1", MaxReplayBody: defaultMaxReplayBody, logger: zap.NewNop()}
-	h.noteChallenge = func(http.Header) {}
 	h.holdFn = h.hold
+	res := h.newResolver()
+	h.noteChallenge = res.noteChallenge
 	h.cred = m.Credential(tokenstore.Spec{Resource: h.Resource, ClientID: "c1", Grant: tokenstore.GrantClientCredentials, TokenEndpoint: h.TokenEndpoint},
-		&requester{client: &oauthclient.Client{}, creds: oauthclient.Credentials{ClientID: "c1", ClientSecret: "s1"}, tokenEndpoint: h.TokenEndpoint, resource: h.Resource})
+		&requester{client: &oauthclient.Client{}, resolver: res, creds: oauthclient.Credentials{ClientID: "c1", ClientSecret: "s1"}, resource: h.Resource, logger: zap.NewNop()})
 	if _, err := h.cred.Token(context.Background()); err != nil {
 		tb.Fatal(err)
 	}

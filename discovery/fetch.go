@@ -312,3 +312,7 @@ func (c *Client) AuthServer(ctx context.Context, issuer string) (*AuthServerMeta
 	}
 	return nil, fmt.Errorf("%w for issuer %s", ErrNotFound, issuer)
 }
+
+// Transport is the guarded transport (private destinations refused unless
+// allowed), for requests to discovered endpoints such as a token endpoint.
+func (c *Client) Transport() http.RoundTripper { return c.httpClient.Transport }

@@ -3,9 +3,13 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,42 +20,15 @@ import (
 	"time"
 )
 
-// caddyProc is a running Caddy process.
-type caddyProc struct {
-	t       *testing.T
-	cmd     *exec.Cmd
-	config  string
-	dataDir string // XDG_DATA_HOME: Caddy's data directory lives under it
-	logPath string
-	port    int
-	admin   int
-	exited  chan struct{}
-	mu      sync.Mutex
-}
+const (
+	startTimeout = 20 * time.Second // Caddy up: admin answers, site port accepts
+	stopTimeout  = 15 * time.Second // graceful stop before SIGKILL
+)
 
-// caddyOptions tune startCaddy.
-type caddyOptions struct {
-	// DataDir reuses a data directory (for restarts); default: a new one.
-	DataDir string
-	// Global is inserted into the global options block.
-	Global string
-	// Env adds environment variables.
-	Env []string
-}
-
-// startCaddy runs Caddy with site as the body of a site block on a free
-// port. {PORT} in site is replaced with that port.
-func startCaddy(t *testing.T, site string, opts caddyOptions) *caddyProc {
-	t.Helper()
-	if opts.DataDir == "" {
-		opts.DataDir = t.TempDir()
-	}
-	p := &caddyProc{t: t, dataDir: opts.DataDir, port: freePort(t), admin: freePort(t)}
-	dir := t.TempDir()
-	p.config = filepath.Join(dir, "Caddyfile")
-	p.logPath = filepath.Join(dir, "caddy.log")
-	caddyfile := fmt.Sprintf(`{
-	admin 127.0.0.1:%d
+// globalOptions open every generated Caddyfile: a per-test admin port,
+// debug logs (the secret scans must see everything), no HTTPS automation
+// and no trust store changes on the test machine.
+const globalOptions = `	admin 127.0.0.1:{ADMIN}
 	auto_https off
 	skip_install_trust
 	persist_config off
@@ -59,28 +36,118 @@ func startCaddy(t *testing.T, site string, opts caddyOptions) *caddyProc {
 		level DEBUG
 	}
 	metrics
-%s
+`
+
+// caddyProc is a running Caddy process.
+type caddyProc struct {
+	t        *testing.T
+	template string // the Caddyfile with {PORT} and {ADMIN} unreplaced
+	config   string // path of the written Caddyfile
+	dataDir  string // HOME and XDG_*: Caddy's data dir is dataDir/caddy
+	logPath  string
+	port     int
+	admin    int
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	env    []string
+	exited chan struct{}
 }
 
-http://127.0.0.1:%d {
-	log
-%s
-}
-`, p.admin, opts.Global, p.port, strings.ReplaceAll(site, "{PORT}", fmt.Sprint(p.port)))
-	if err := os.WriteFile(p.config, []byte(caddyfile), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p.start(opts.Env)
-	t.Cleanup(p.Stop)
-	return p
+// caddyOptions tune startCaddy.
+type caddyOptions struct {
+	// DataDir reuses a data directory (state across processes, several
+	// instances sharing one); default: a new one per call.
+	DataDir string
+	// Global is added to the global options block (ignored when the
+	// config is a whole Caddyfile).
+	Global string
+	// Env adds environment variables ("K=V") to Caddy's.
+	Env []string
+	// Port and AdminPort fix the ports; default: free ones.
+	Port, AdminPort int
 }
 
-func (p *caddyProc) start(env []string) {
-	t := p.t
+// startCaddy runs `caddy run` and waits until it serves. config is
+// either a whole Caddyfile template (it contains {ADMIN}; use
+// http://127.0.0.1:{PORT} as the site address and `admin
+// 127.0.0.1:{ADMIN}`, or globalOptions) or the body of the one site
+// block, which gets the standard global options. {PORT} and {ADMIN} are
+// replaced with the ports chosen. Cleanup stops Caddy.
+func startCaddy(t *testing.T, config string, opts caddyOptions) *caddyProc {
 	t.Helper()
+	if opts.DataDir == "" {
+		opts.DataDir = t.TempDir()
+	}
+	if !strings.Contains(config, "{ADMIN}") {
+		// The site's access log goes to the same log, so secret scans
+		// cover it too.
+		config = "{\n" + globalOptions + opts.Global + "\n}\n\nhttp://127.0.0.1:{PORT} {\n\tlog\n" + config + "\n}\n"
+	}
+	dir := t.TempDir()
+	p := &caddyProc{
+		t: t, template: config, dataDir: opts.DataDir,
+		config:  filepath.Join(dir, "Caddyfile"),
+		logPath: filepath.Join(dir, "caddy.log"),
+		env:     opts.Env,
+	}
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			t.Logf("caddy log tail (%s):\n%s", p.logPath, tail(p.Logs(), 40))
+		}
+	})
+	fixed := opts.Port != 0 || opts.AdminPort != 0
+	for attempt := 1; ; attempt++ {
+		p.port, p.admin = opts.Port, opts.AdminPort
+		if p.port == 0 {
+			p.port = freePort(t)
+		}
+		if p.admin == 0 {
+			p.admin = freePort(t)
+		}
+		p.writeConfig()
+		err := p.launch(opts.Env)
+		if err == nil {
+			return p
+		}
+		// freePort cannot reserve a port: another process may take it
+		// before Caddy binds. Try other ports, but only ours to change.
+		if fixed || attempt == 3 || !strings.Contains(p.Logs(), "address already in use") {
+			t.Fatalf("starting caddy: %v\n%s", err, tail(p.Logs(), 40))
+		}
+		t.Logf("port taken, retrying caddy with other ports")
+	}
+}
+
+func (p *caddyProc) writeConfig() {
+	cfg := strings.NewReplacer("{PORT}", fmt.Sprint(p.port), "{ADMIN}", fmt.Sprint(p.admin)).Replace(p.template)
+	if err := os.WriteFile(p.config, []byte(cfg), 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// start runs Caddy again on the same config, ports and data directory,
+// failing the test if it does not come up. A nil env reuses the last one.
+func (p *caddyProc) start(env []string) {
+	p.t.Helper()
+	if err := p.launch(env); err != nil {
+		p.t.Fatalf("starting caddy: %v\n%s", err, tail(p.Logs(), 40))
+	}
+}
+
+// launch starts the process and waits for it to serve.
+func (p *caddyProc) launch(env []string) error {
+	p.mu.Lock()
+	if env == nil {
+		env = p.env
+	}
+	p.env = env
+	p.mu.Unlock()
+
 	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	cmd := exec.Command(caddyBin, "run", "--config", p.config, "--adapter", "caddyfile")
 	cmd.Env = append(os.Environ(),
@@ -91,7 +158,8 @@ func (p *caddyProc) start(env []string) {
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		logf.Close()
+		return err
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); logf.Close(); close(exited) }()
@@ -99,76 +167,108 @@ func (p *caddyProc) start(env []string) {
 	p.cmd, p.exited = cmd, exited
 	p.mu.Unlock()
 
-	deadline := time.Now().Add(20 * time.Second)
+	probe := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(startTimeout)
 	for {
 		select {
 		case <-exited:
-			t.Fatalf("caddy exited during startup:\n%s", tail(p.Logs(), 40))
+			return fmt.Errorf("caddy exited during startup (%s)", cmd.ProcessState)
 		default:
 		}
-		if resp, err := http.Get(p.AdminURL("/config/")); err == nil {
+		if resp, err := probe.Get(p.AdminURL("/config/")); err == nil {
 			resp.Body.Close()
 			if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p.port), time.Second); err == nil {
 				c.Close()
-				return
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("caddy not ready after 20s:\n%s", tail(p.Logs(), 40))
+			p.Kill()
+			return fmt.Errorf("caddy not ready after %s", startTimeout)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-// Stop stops Caddy gracefully (SIGINT) and waits for it.
-func (p *caddyProc) Stop() { p.signal(syscall.SIGINT) }
+// Stop stops Caddy gracefully (SIGINT, as Ctrl-C would) and waits for it;
+// after stopTimeout it kills it and fails the test.
+func (p *caddyProc) Stop() {
+	if !p.signal(syscall.SIGINT) {
+		p.t.Errorf("caddy did not stop within %s of SIGINT; killed", stopTimeout)
+	}
+}
 
 // Kill stops Caddy with SIGKILL: nothing is flushed or cleaned up.
 func (p *caddyProc) Kill() { p.signal(syscall.SIGKILL) }
 
-func (p *caddyProc) signal(sig syscall.Signal) {
+// signal sends sig and waits for the exit; false if it had to SIGKILL.
+func (p *caddyProc) signal(sig syscall.Signal) bool {
 	p.mu.Lock()
 	cmd, exited := p.cmd, p.exited
 	p.mu.Unlock()
 	if cmd == nil {
-		return
+		return true
 	}
 	select {
 	case <-exited:
-		return
+		return true
 	default:
 	}
 	_ = cmd.Process.Signal(sig)
 	select {
 	case <-exited:
-	case <-time.After(15 * time.Second):
+		return true
+	case <-time.After(stopTimeout):
 		_ = cmd.Process.Kill()
 		<-exited
+		return false
 	}
 }
 
-// Restart starts Caddy again with the same config and data directory.
+// Running reports whether the Caddy process is alive.
+func (p *caddyProc) Running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exited == nil {
+		return false
+	}
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Restart stops Caddy gracefully and starts it again with the same
+// config, ports and data directory. env replaces the environment added
+// at start; none given keeps it.
 func (p *caddyProc) Restart(env ...string) {
 	p.t.Helper()
 	p.Stop()
+	if len(env) == 0 {
+		env = nil
+	}
 	p.start(env)
 }
 
-// Logs returns everything Caddy wrote so far.
+// Logs returns everything Caddy wrote so far, over all its runs.
 func (p *caddyProc) Logs() string {
 	b, _ := os.ReadFile(p.logPath)
 	return string(b)
 }
 
 // URL returns a URL on the site.
-func (p *caddyProc) URL(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", p.port, path) }
+func (p *caddyProc) URL(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", p.port, path)
+}
 
 // AdminURL returns a URL on the admin endpoint.
 func (p *caddyProc) AdminURL(path string) string {
 	return fmt.Sprintf("http://127.0.0.1:%d%s", p.admin, path)
 }
 
-// freePort returns a currently free loopback TCP port.
+// freePort returns a loopback TCP port that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -179,23 +279,89 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// assertNoSecrets fails if any secret appears in logs; it shows the line
-// with the secret masked.
+// assertNoSecrets fails for every log line holding a secret, raw or in
+// the encodings a logger would apply (URL query, JSON string escaping).
+// It names the line and shows a short excerpt with every secret masked,
+// so the failure output does not leak what it reports. Secrets shorter
+// than 6 characters cannot be told from ordinary text and are refused.
 func assertNoSecrets(t *testing.T, logs string, secrets ...string) {
 	t.Helper()
+	if len(logs) == 0 {
+		t.Error("no logs captured: the secret scan proves nothing")
+		return
+	}
+	type needle struct {
+		text  string
+		label string
+	}
+	var needles []needle
+	for i, s := range secrets {
+		if s == "" {
+			continue
+		}
+		if len(s) < 6 {
+			t.Errorf("secret #%d is too short to scan for", i)
+			continue
+		}
+		for _, form := range secretForms(s) {
+			needles = append(needles, needle{form.text, fmt.Sprintf("secret #%d (%s)", i, form.name)})
+		}
+	}
+	masker := maskAll(needles, func(n needle) string { return n.text })
 	sc := bufio.NewScanner(strings.NewReader(logs))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
-		for _, s := range secrets {
-			if len(s) >= 6 && strings.Contains(line, s) {
-				t.Errorf("log line %d contains a secret: %s", n, strings.ReplaceAll(line, s, "<SECRET>"))
+		for _, nd := range needles {
+			if i := strings.Index(line, nd.text); i >= 0 {
+				t.Errorf("log line %d contains %s: …%s…", n, nd.label, excerpt(masker.Replace(line), masker.Replace(line[:i]), 80))
+				break
 			}
 		}
 	}
-	if len(logs) == 0 {
-		t.Error("no logs captured: the scan proves nothing")
+}
+
+type secretForm struct{ name, text string }
+
+// secretForms are the ways a secret can reach a log line.
+func secretForms(s string) []secretForm {
+	forms := []secretForm{{"raw", s}}
+	add := func(name, v string) {
+		for _, f := range forms {
+			if f.text == v {
+				return
+			}
+		}
+		forms = append(forms, secretForm{name, v})
 	}
+	add("query-escaped", url.QueryEscape(s))
+	add("path-escaped", url.PathEscape(s))
+	if b, err := json.Marshal(s); err == nil {
+		add("json-escaped", string(b[1:len(b)-1]))
+	}
+	return forms
+}
+
+func maskAll[T any](items []T, text func(T) string) *strings.Replacer {
+	var pairs []string
+	for _, it := range items {
+		pairs = append(pairs, text(it), "<REDACTED>")
+	}
+	return strings.NewReplacer(pairs...)
+}
+
+// excerpt returns up to width characters of the masked line around the
+// position where the masked prefix ends.
+func excerpt(masked, maskedPrefix string, width int) string {
+	at := len(maskedPrefix)
+	from, to := max(0, at-width/2), min(len(masked), at+width/2)
+	return masked[from:to]
+}
+
+// basicCredential is the Authorization: Basic value a client sends for id
+// and secret (RFC 6749 §2.3.1); scan logs for it too.
+func basicCredential(id, secret string) string {
+	return base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id) + ":" + url.QueryEscape(secret)))
 }
 
 // debugLines counts log lines containing all of the given substrings.
@@ -224,7 +390,8 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// get performs a GET with optional headers and returns status and body.
+// get performs a GET with optional header name/value pairs and returns
+// status, body and headers.
 func get(t *testing.T, url string, hdr ...string) (int, []byte, http.Header) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
@@ -234,14 +401,20 @@ func get(t *testing.T, url string, hdr ...string) (int, []byte, http.Header) {
 	return do(t, req)
 }
 
+// testClient bounds every request so a hung gateway fails the test
+// instead of the whole run.
+var testClient = &http.Client{Timeout: 30 * time.Second}
+
 func do(t *testing.T, req *http.Request) (int, []byte, http.Header) {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
 	defer resp.Body.Close()
 	var buf bytes.Buffer
-	_, _ = buf.ReadFrom(resp.Body)
+	if _, err := buf.ReadFrom(resp.Body); err != nil && !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("%s %s: reading body: %v", req.Method, req.URL, err)
+	}
 	return resp.StatusCode, buf.Bytes(), resp.Header
 }

@@ -58,6 +58,7 @@ type Credential struct {
 	persisting   bool    // a goroutine retries the pending write
 	state        State
 	lastErr      string
+	lastErrValue error // the error behind lastErr, for callers to inspect
 	failures     int
 	backoffUntil time.Time
 	deadCheckAt  time.Time

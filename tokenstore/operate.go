@@ -150,3 +150,14 @@ func (c *Credential) rewrite(ctx context.Context, kind string, change func(*Reco
 	c.m.emit(c, kind, next.Generation)
 	return nil
 }
+
+// ResetBackoff ends a backoff early. Callers use it when they learned
+// something that may fix the failure (an upstream challenge named new
+// metadata), so the next request tries again instead of waiting.
+func (c *Credential) ResetBackoff() {
+	c.mu.Lock()
+	if c.state == StateBackoff {
+		c.backoffUntil = time.Time{}
+	}
+	c.mu.Unlock()
+}

@@ -161,6 +161,9 @@ func (c *Credential) gate() error {
 	switch c.state {
 	case StateDead:
 		if now.Before(c.deadCheckAt) {
+			if c.lastErrValue != nil {
+				return fmt.Errorf("%w: %w", ErrDead, c.lastErrValue)
+			}
 			return fmt.Errorf("%w: %s", ErrDead, c.lastErr)
 		}
 		// Time to look again: the store may hold a newer credential
@@ -169,6 +172,9 @@ func (c *Credential) gate() error {
 		c.deadCheckAt = now.Add(c.m.opts.DeadRecheck)
 	case StateBackoff:
 		if now.Before(c.backoffUntil) {
+			if c.lastErrValue != nil {
+				return fmt.Errorf("%w for %s: %w", ErrBackoff, c.backoffUntil.Sub(now).Round(time.Millisecond), c.lastErrValue)
+			}
 			return fmt.Errorf("%w for %s: %s", ErrBackoff, c.backoffUntil.Sub(now).Round(time.Millisecond), c.lastErr)
 		}
 	}
@@ -304,6 +310,9 @@ func (c *Credential) handleRequestError(ctx context.Context, base *Record, store
 			dead.SeedHash = c.seedHash
 			c.persist(ctx, dead, storedGen)
 		}
+		c.mu.Lock()
+		c.lastErrValue = err
+		c.mu.Unlock()
 		return c.markDead(err.Error(), true)
 	case isTransient(err):
 		return c.failTransient(err, retryAfter(err))
@@ -317,6 +326,7 @@ func (c *Credential) handleRequestError(ctx context.Context, base *Record, store
 func (c *Credential) markDead(reason string, fresh bool) error {
 	c.mu.Lock()
 	c.state, c.lastErr = StateDead, reason
+	errVal := c.lastErrValue
 	c.deadCheckAt = c.m.now().Add(c.m.opts.DeadRecheck)
 	if c.spec.Grant == GrantClientCredentials {
 		// Nothing is spent by asking again later (a rotated client secret
@@ -330,6 +340,9 @@ func (c *Credential) markDead(reason string, fresh bool) error {
 		c.m.logger.Error("credential rejected by the authorization server; requests will fail until it is re-seeded",
 			c.m.logFields(c, "error", reason)...)
 	}
+	if fresh && errVal != nil {
+		return fmt.Errorf("%w: %w", ErrDead, errVal)
+	}
 	return fmt.Errorf("%w: %s", ErrDead, reason)
 }
 
@@ -341,18 +354,18 @@ func (c *Credential) failTransient(err error, retryAfter time.Duration) error {
 	if retryAfter > wait {
 		wait = min(retryAfter, c.m.opts.BackoffMax)
 	}
-	c.state, c.lastErr = StateBackoff, err.Error()
+	c.state, c.lastErr, c.lastErrValue = StateBackoff, err.Error(), err
 	c.backoffUntil = c.m.now().Add(wait)
 	c.mu.Unlock()
 	c.m.logger.Warn("token refresh failed; backing off", c.m.logFields(c, "error", err.Error(), "backoff", wait.String())...)
-	return fmt.Errorf("%w: %v", ErrBackoff, err)
+	return fmt.Errorf("%w: %w", ErrBackoff, err)
 }
 
 func (c *Credential) setState(s State, lastErr string) {
 	c.mu.Lock()
 	c.state = s
 	if s == StateHealthy {
-		c.lastErr = lastErr
+		c.lastErr, c.lastErrValue = lastErr, nil
 	}
 	c.mu.Unlock()
 }

@@ -3,8 +3,13 @@
 // injecting and refreshing tokens without any outside service.
 //
 // The upstream accepts only bearer tokens from the demo authorization
-// server; they live 30 seconds, so refreshes ahead of expiry show up in
-// Caddy's log within a minute.
+// server. They live 30 seconds by default, so refreshes ahead of expiry
+// show up within a minute, in Caddy's log and in this command's log of
+// token requests.
+//
+// Usage:
+//
+//	oauthgw-demo [-as 127.0.0.1:9401] [-upstream 127.0.0.1:9402] [-ttl 30s] [-gateway http://127.0.0.1:9400]
 package main
 
 import (
@@ -13,46 +18,78 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/oauthgw/caddy-oauth-gateway/internal/fakeoauth"
 )
 
-// The demo client's credentials. They exist only in this demo.
+// The demo client's credentials, also written in demo/Caddyfile. They
+// exist only in this demo; printing them is the point.
 const (
 	demoClientID     = "demo-gateway"
 	demoClientSecret = "demo-secret-not-for-production"
 )
 
 func main() {
-	asAddr := flag.String("as", "127.0.0.1:9401", "authorization server address")
-	upAddr := flag.String("upstream", "127.0.0.1:9402", "upstream (protected resource) address")
+	asAddr := flag.String("as", "127.0.0.1:9401", "authorization server listen address")
+	upAddr := flag.String("upstream", "127.0.0.1:9402", "upstream (protected resource) listen address")
 	ttl := flag.Duration("ttl", 30*time.Second, "access token lifetime")
+	gateway := flag.String("gateway", "http://127.0.0.1:9400", "where the gateway in front of the upstream listens (for the printed examples)")
+	printSeed := flag.Bool("refresh-seed", false, "also print a demo refresh token, to try `grant refresh_token`")
 	flag.Parse()
+	log.SetPrefix("oauthgw-demo: ")
+	log.SetFlags(log.Ltime)
 
-	as, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{Addr: *asAddr, AccessTTL: *ttl, Rotate: true, RevokeFamilyOnReuse: true})
+	as, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{
+		Addr:                *asAddr,
+		AccessTTL:           *ttl,
+		Rotate:              true,
+		RevokeFamilyOnReuse: true,
+		OnTokenRequest:      logTokenRequest,
+	})
 	if err != nil {
 		log.Fatalf("starting authorization server: %v", err)
 	}
 	defer as.Close()
 	as.AddClient(demoClientID, demoClientSecret)
 
-	up, err := fakeoauth.StartUpstream(fakeoauth.UpstreamOptions{Addr: *upAddr, AuthServer: as, SSETimeout: 3 * time.Second})
+	up, err := fakeoauth.StartUpstream(fakeoauth.UpstreamOptions{
+		Addr:           *upAddr,
+		AuthServer:     as,
+		RequiredScopes: map[string][]string{"/echo/admin": {"admin"}},
+		SSETimeout:     3 * time.Second,
+	})
 	if err != nil {
 		log.Fatalf("starting upstream: %v", err)
 	}
 	defer up.Close()
 
-	fmt.Printf(`oauthgw-demo: a demo authorization server and protected upstream
-  authorization server  %s   (token endpoint %s)
-  upstream              %s   (resource %s; /echo, /mcp, /sse)
-  demo client           %s / %s (demo-only values)
-Access tokens live %s. Calling the upstream directly fails:
+	fmt.Printf(`oauthgw-demo: a local authorization server and a protected MCP-style upstream,
+for trying the oauth_gateway Caddy module. Nothing here is for production.
+
+  authorization server  %s
+    token endpoint      %s  (client_credentials, refresh_token with rotation)
+    metadata            %s
+  upstream              %s
+    resource            %s
+    endpoints           /echo (shows the Authorization it saw), /mcp (JSON-RPC), /sse,
+                        /echo/admin (needs scope admin: the gateway steps up)
+  demo client           client_id %s, client_secret %s (demo-only values)
+  access tokens live    %s
+
+Calling the upstream directly fails with a 401 challenge:
   curl -i %s/echo
-Through the gateway it works:
-  curl -s http://127.0.0.1:9400/echo
-`, as.Issuer(), as.TokenURL(), up.URL(), up.Resource(), demoClientID, demoClientSecret, *ttl, up.URL())
+Through the gateway it works, and the token is the gateway's:
+  curl -s %s/echo
+`, as.Issuer(), as.TokenURL(), as.OAuthMetadataURL(), up.URL(), up.Resource(),
+		demoClientID, demoClientSecret, *ttl, up.URL(), strings.TrimSuffix(*gateway, "/"))
+	if *printSeed {
+		fmt.Printf("\nDemo refresh token for grant refresh_token (demo-only, rotates on use):\n  %s\n",
+			as.IssueRefreshToken(demoClientID, []string{"read"}))
+	}
+	fmt.Println("\nToken requests are logged below (no tokens or secrets). Ctrl-C stops.")
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
@@ -60,11 +97,26 @@ Through the gateway it works:
 	defer tick.Stop()
 	for {
 		select {
-		case <-stop:
+		case sig := <-stop:
+			log.Printf("%s: stopping", sig)
 			return
 		case <-tick.C:
-			req, u401, _ := up.Counts()
-			log.Printf("oauthgw-demo: upstream requests %d (401s %d), token requests %d", req, u401, as.TokenRequests(""))
+			req, unauthorized, forbidden := up.Counts()
+			log.Printf("upstream: %d requests (%d answered 401, %d answered 403); token requests: %d; refresh token reuse detected: %d",
+				req, unauthorized, forbidden, as.TokenRequests(""), as.ReuseDetections())
 		}
 	}
+}
+
+// logTokenRequest shows each token request as the authorization server
+// saw it. TokenRequestLog holds no secret by construction.
+func logTokenRequest(r fakeoauth.TokenRequestLog) {
+	outcome := "issued a token"
+	if r.Error != "" {
+		outcome = "refused: " + r.Error
+	} else if r.Status != 200 {
+		outcome = fmt.Sprintf("answered %d", r.Status)
+	}
+	log.Printf("token request: grant=%s client=%s auth=%s scope=%q resource=%q -> %s",
+		r.Grant, r.ClientID, r.AuthMethod, r.Scope, r.Resource, outcome)
 }

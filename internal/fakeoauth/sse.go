@@ -25,8 +25,9 @@ func (u *Upstream) ReleaseSSE() {
 	u.sse.release = make(chan struct{})
 }
 
-// SSEWaiting is how many /sse streams have sent their first event and
-// are waiting for ReleaseSSE.
+// SSEWaiting is how many /sse streams are open and not yet finished:
+// about to send, or having sent, their first event and waiting for
+// ReleaseSSE.
 func (u *Upstream) SSEWaiting() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()

@@ -2,6 +2,7 @@ package fakeoauth
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -21,18 +22,9 @@ func failed(status int, code, desc string) tokenReply {
 }
 
 // serveToken is the token endpoint (RFC 6749 §4.4 client_credentials,
-// §6 refresh_token).
+// §6 refresh_token). A request is counted when it arrives, so a client
+// that gives up during the artificial latency is still seen trying.
 func (a *AuthServer) serveToken(w http.ResponseWriter, r *http.Request) {
-	a.mu.Lock()
-	latency := a.latency
-	a.mu.Unlock()
-	if latency > 0 {
-		select {
-		case <-time.After(latency):
-		case <-r.Context().Done():
-			return
-		}
-	}
 	if r.Method != http.MethodPost {
 		a.writeToken(w, r, failed(http.StatusMethodNotAllowed, "invalid_request", "the token endpoint takes POST"))
 		return
@@ -42,8 +34,6 @@ func (a *AuthServer) serveToken(w http.ResponseWriter, r *http.Request) {
 		a.writeToken(w, r, failed(http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded"))
 		return
 	}
-
-	a.mu.Lock()
 	entry := TokenRequestLog{
 		Time:     time.Now(),
 		Grant:    r.PostForm.Get("grant_type"),
@@ -51,26 +41,43 @@ func (a *AuthServer) serveToken(w http.ResponseWriter, r *http.Request) {
 		Resource: r.PostForm.Get("resource"),
 		Accept:   r.Header.Get("Accept"),
 	}
+	a.mu.Lock()
 	a.counts[entry.Grant]++
+	latency, hook := a.latency, a.opts.OnTokenRequest
+	a.mu.Unlock()
+	if latency > 0 {
+		select {
+		case <-time.After(latency):
+		case <-r.Context().Done():
+			return
+		}
+	}
+
+	// Everything from here to the answer is one critical section, so
+	// concurrent refreshes with one rotating token race as they would at
+	// a real server: exactly one wins.
+	a.mu.Lock()
+	f, injected := a.nextFailure()
 	var reply tokenReply
-	if f, ok := a.nextFailure(); ok {
+	if injected {
 		entry.Injected = true
 		entry.ClientID = r.PostForm.Get("client_id")
-		a.recordLocked(&entry, f.status, "")
-		hook := a.opts.OnTokenRequest
-		a.mu.Unlock()
-		if hook != nil {
-			hook(entry)
+		if id, _, ok := r.BasicAuth(); ok {
+			entry.ClientID, _ = url.QueryUnescape(id)
 		}
-		f.write(w)
-		return
+		a.recordLocked(&entry, f.status, "")
+	} else {
+		reply = a.grant(r, &entry)
+		a.recordLocked(&entry, reply.status, reply.code)
 	}
-	reply = a.grant(r, &entry)
-	a.recordLocked(&entry, reply.status, reply.code)
-	hook := a.opts.OnTokenRequest
 	a.mu.Unlock()
+
 	if hook != nil {
 		hook(entry)
+	}
+	if injected {
+		f.write(w)
+		return
 	}
 	a.writeToken(w, r, reply)
 }

@@ -37,6 +37,11 @@ type UpstreamOptions struct {
 	// another resource (RFC 8707) are refused.
 	ResourcePath string
 
+	// ResourceID is the resource identifier tokens must be bound to and
+	// the metadata claims (default: origin plus ResourcePath), for a
+	// resource known by a public name while served on loopback.
+	ResourceID string
+
 	// AdvertisedIssuer makes the metadata name another authorization
 	// server (AdvertiseIssuer changes it later).
 	AdvertisedIssuer string
@@ -147,7 +152,12 @@ func (u *Upstream) URL() string {
 }
 
 // Resource is the protected resource's URL (origin plus ResourcePath).
-func (u *Upstream) Resource() string { return u.URL() + u.opts.ResourcePath }
+func (u *Upstream) Resource() string {
+	if u.opts.ResourceID != "" {
+		return u.opts.ResourceID
+	}
+	return u.URL() + u.opts.ResourcePath
+}
 
 // MetadataURL is the URL the metadata document is served at: the
 // path-inserted RFC 9728 URL, or the root one with MetadataAtRoot.
