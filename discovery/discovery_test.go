@@ -182,7 +182,7 @@ func TestAuthServerChainWithFallbacks(t *testing.T) {
 		// (catch-all), then OIDC path-appended: the document.
 		"/.well-known/oauth-authorization-server/t1": func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) },
 		"/t1/.well-known/openid-configuration": func(w http.ResponseWriter, r *http.Request) {
-			jsonDoc(`{"issuer":"` + srv.URL + `/t1","token_endpoint":"` + srv.URL + `/t1/token"}`)(w, r)
+			jsonDoc(`{"issuer":"`+srv.URL+`/t1","token_endpoint":"`+srv.URL+`/t1/token"}`)(w, r)
 		},
 	})
 	m, err := localClient().AuthServer(context.Background(), srv.URL+"/t1")
@@ -210,7 +210,7 @@ func TestProtectedResourceChain(t *testing.T) {
 		},
 		"/.well-known/oauth-protected-resource/mcp": func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) },
 		"/.well-known/oauth-protected-resource": func(w http.ResponseWriter, r *http.Request) {
-			jsonDoc(`{"resource":"` + srv.URL + `","authorization_servers":["https://as.example"]}`)(w, r)
+			jsonDoc(`{"resource":"`+srv.URL+`","authorization_servers":["https://as.example"]}`)(w, r)
 		},
 	})
 	c := localClient()

@@ -116,4 +116,3 @@ func TestErrorNeverEchoesTokens(t *testing.T) {
 		t.Fatalf("token echoed: %s", b)
 	}
 }
-
