@@ -151,7 +151,8 @@ func (u *Upstream) URL() string {
 	return u.origin
 }
 
-// Resource is the protected resource's URL (origin plus ResourcePath).
+// Resource is the protected resource's identifier: ResourceID, or the
+// origin plus ResourcePath.
 func (u *Upstream) Resource() string {
 	if u.opts.ResourceID != "" {
 		return u.opts.ResourceID
