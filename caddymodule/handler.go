@@ -114,8 +114,9 @@ type Handler struct {
 	// others to invalid_grant).
 	ErrorAliases map[string]string `json:"error_aliases,omitempty"`
 
-	cred   *tokenstore.Credential
-	logger *zap.Logger
+	cred    *tokenstore.Credential
+	manager *tokenstore.Manager
+	logger  *zap.Logger
 	// noteChallenge tells discovery about an upstream challenge (a new
 	// resource_metadata URL means metadata must be revalidated).
 	noteChallenge func(http.Header) bool
@@ -194,7 +195,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		logger:             h.logger,
 	}
 	h.noteChallenge = res.noteChallenge
-	h.cred = app.Manager().Credential(spec, req)
+	h.manager = app.Manager()
+	h.cred = h.manager.Credential(spec, req)
 	h.logger.Debug("credential bound", zap.String("credential", h.cred.ID()),
 		zap.String("resource", h.Resource), zap.String("grant", h.Grant))
 	return nil
@@ -340,8 +342,18 @@ func checkURL(name, raw string, allowHTTP bool) error {
 	return nil
 }
 
+// Cleanup releases the handler's use of its credential; credentials no
+// configuration uses any more are collected after a grace period.
+func (h *Handler) Cleanup() error {
+	if h.cred != nil && h.manager != nil {
+		h.manager.Release(h.cred)
+	}
+	return nil
+}
+
 // Interface guards
 var (
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)

@@ -51,6 +51,10 @@ type Credential struct {
 	// background is set while a proactive refresh is running.
 	background atomic.Bool
 
+	// users and releasedAt are guarded by the manager's mutex.
+	users      int
+	releasedAt time.Time
+
 	mu           sync.Mutex
 	rec          *Record // latest record known here (persisted or pending)
 	storedGen    uint64  // generation last seen in the backend

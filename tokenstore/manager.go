@@ -45,6 +45,13 @@ type Options struct {
 	// DeadRetryClientCredentials is how long a rejected client-credentials
 	// credential waits before asking again (default 60s).
 	DeadRetryClientCredentials time.Duration
+	// ReleasedGrace is how long a credential no configuration names any
+	// more is kept before it is collected (default 24h): its memory is
+	// freed, and its stored record deleted once it has not changed for
+	// that long either (another instance may still use it).
+	ReleasedGrace time.Duration
+	// GCInterval is how often collection runs (default 10m).
+	GCInterval time.Duration
 	// Now is the clock (default time.Now); tests replace it.
 	Now func() time.Time
 }
@@ -65,6 +72,8 @@ func (o *Options) setDefaults() {
 	def(&o.BackoffMax, 30*time.Second)
 	def(&o.DeadRecheck, 10*time.Second)
 	def(&o.DeadRetryClientCredentials, 60*time.Second)
+	def(&o.ReleasedGrace, 24*time.Hour)
+	def(&o.GCInterval, 10*time.Minute)
 	if o.Attempts <= 0 {
 		o.Attempts = 3
 	}
@@ -124,6 +133,7 @@ func NewManager(backend Backend, codec Codec, logger *zap.Logger, opts Options) 
 		return nil, fmt.Errorf("tokenstore: creating cache: %w", err)
 	}
 	m.lru = cache
+	go m.gcLoop()
 	if n, ok := backend.(Notifier); ok {
 		go func() {
 			if err := n.Subscribe(m.ctx, m.onRemoteGeneration); err != nil && m.ctx.Err() == nil {
@@ -146,11 +156,78 @@ func (m *Manager) Credential(spec Spec, r Requester) *Credential {
 	defer m.mu.Unlock()
 	c := m.creds[id]
 	if c == nil || c.seedHash != spec.seedHash() || !slices.Equal(c.spec.Scopes, spec.Scopes) {
-		c = &Credential{id: id, spec: spec, seedHash: spec.seedHash(), m: m}
+		next := &Credential{id: id, spec: spec, seedHash: spec.seedHash(), m: m}
+		if c != nil {
+			next.users = c.users // the old config's handlers still count
+		}
+		c = next
 		m.creds[id] = c
 	}
+	c.users++
+	c.releasedAt = time.Time{}
 	c.SetRequester(r)
 	return c
+}
+
+// Release says one user (a handler of an unloaded config) no longer needs
+// the credential. Unused credentials are collected after ReleasedGrace.
+func (m *Manager) Release(c *Credential) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cur := m.creds[c.id]; cur != nil && cur.users > 0 {
+		cur.users--
+		if cur.users == 0 {
+			cur.releasedAt = m.now()
+		}
+	}
+}
+
+// collect frees credentials released longer than ReleasedGrace ago and
+// deletes their stored records when those have not changed for as long.
+// A credential with a pending (unpersisted) write is kept: it may hold the
+// only copy of a refresh token.
+func (m *Manager) collect(ctx context.Context) {
+	now := m.now()
+	m.mu.Lock()
+	var expired []*Credential
+	for id, c := range m.creds {
+		if c.users == 0 && !c.releasedAt.IsZero() && now.Sub(c.releasedAt) > m.opts.ReleasedGrace {
+			c.mu.Lock()
+			pending := c.pending
+			c.mu.Unlock()
+			if !pending {
+				delete(m.creds, id)
+				expired = append(expired, c)
+			}
+		}
+	}
+	m.mu.Unlock()
+	for _, c := range expired {
+		m.lru.Remove(c.id)
+		rec, err := m.load(ctx, c.id)
+		if err == nil && now.Sub(rec.UpdatedAt) > m.opts.ReleasedGrace {
+			if release, err := m.backend.Lock(ctx, c.id, m.opts.LockTTL); err == nil {
+				_ = m.backend.Delete(ctx, c.id)
+				release()
+			}
+		}
+		m.logger.Info("collected credential no configuration uses", m.logFields(c)...)
+	}
+}
+
+func (m *Manager) gcLoop() {
+	t := time.NewTicker(m.opts.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
+			m.collect(ctx)
+			cancel()
+		case <-m.ctx.Done():
+			return
+		}
+	}
 }
 
 // Credentials returns every live credential, sorted by id.
@@ -194,11 +271,35 @@ func (m *Manager) onRemoteGeneration(id string, gen uint64) {
 	if c == nil {
 		return
 	}
-	if t := c.current.Load(); t != nil && t.Generation < gen {
-		c.current.CompareAndSwap(t, nil)
-		m.logger.Debug("cached token replaced by another instance", m.logFields(c, "generation", gen)...)
+	t := c.current.Load()
+	if t == nil || t.Generation >= gen {
+		return // nothing cached here, or this instance wrote it
 	}
 	m.emit(c, "remote", gen)
+	// Load the new token in the background, so no request waits for it;
+	// until it is in, requests keep the old token (still valid at the
+	// server unless it was revoked, and then a 401 refreshes).
+	go func() {
+		ctx, cancel := context.WithTimeout(m.ctx, m.opts.LockWait)
+		defer cancel()
+		rec, err := m.load(ctx, id)
+		if err != nil || rec.Generation < gen || rec.Dead || rec.AccessToken == "" {
+			// Could not read it: drop the stale token; the next request
+			// reconciles under the lock.
+			c.current.CompareAndSwap(t, nil)
+			return
+		}
+		fresh := newToken(rec, m.opts.RefreshSkew)
+		if m.now().Before(fresh.usableUntil) && c.current.CompareAndSwap(t, fresh) {
+			c.mu.Lock()
+			if !c.pending {
+				c.rec, c.storedGen = rec, rec.Generation
+			}
+			c.mu.Unlock()
+			m.hooks.adopted(c)
+			m.logger.Debug("adopted token written by another instance", m.logFields(c, "generation", rec.Generation)...)
+		}
+	}()
 }
 
 func (m *Manager) load(ctx context.Context, id string) (*Record, error) {

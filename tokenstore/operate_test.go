@@ -62,3 +62,34 @@ func TestForceRefreshAndForget(t *testing.T) {
 		t.Fatal("token still cached after forget")
 	}
 }
+
+func TestReleasedCredentialsAreCollected(t *testing.T) {
+	clk := &clock{now: time.Unix(1000, 0)}
+	opts := testOptions()
+	opts.Now = clk.Now
+	opts.ReleasedGrace = time.Hour
+	m := newTestManager(t, NewMemoryBackend(), opts)
+	ctx := context.Background()
+	kept := m.Credential(ccSpec(), newRotating("", time.Hour))
+	other := ccSpec()
+	other.Resource = "https://other.example/"
+	gone := m.Credential(other, newRotating("", time.Hour))
+	_, _ = kept.Token(ctx)
+	_, _ = gone.Token(ctx)
+	m.Release(gone)
+	m.collect(ctx)
+	if len(m.Credentials()) != 2 {
+		t.Fatal("collected before the grace period")
+	}
+	clk.Advance(2 * time.Hour)
+	m.collect(ctx)
+	if cs := m.Credentials(); len(cs) != 1 || cs[0] != kept {
+		t.Fatalf("credentials after collection: %d", len(cs))
+	}
+	if _, err := m.load(ctx, gone.ID()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("stale record not deleted: %v", err)
+	}
+	if _, err := m.load(ctx, kept.ID()); err != nil {
+		t.Fatalf("used record deleted: %v", err)
+	}
+}
