@@ -1,0 +1,195 @@
+package redisbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bsm/redislock"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
+)
+
+// Backend implements tokenstore.Backend and tokenstore.Notifier on Redis.
+type Backend struct {
+	client redis.UniversalClient
+	locker *redislock.Client
+	prefix string
+}
+
+// New connects to Redis as cfg says. It does not wait for Redis to be up:
+// a gateway starts while Redis is down and recovers when it returns.
+func New(cfg Config) (*Backend, error) {
+	opts, err := cfg.universalOptions()
+	if err != nil {
+		return nil, err
+	}
+	var client redis.UniversalClient
+	switch {
+	case cfg.SentinelMaster != "":
+		client = redis.NewFailoverClient(opts.Failover())
+	case cfg.Cluster || len(opts.Addrs) > 1:
+		client = redis.NewClusterClient(opts.Cluster())
+	default:
+		client = redis.NewClient(opts.Simple())
+	}
+	prefix := cfg.KeyPrefix
+	if prefix == "" {
+		prefix = "oauth_gateway"
+	}
+	return &Backend{client: client, locker: redislock.New(client), prefix: prefix}, nil
+}
+
+// Keys of one credential share a hash tag, so they live in one Cluster
+// slot and a script may touch them together.
+func (b *Backend) recordKey(id string) string { return "{" + b.prefix + ":" + id + "}:rec" }
+func (b *Backend) lockKey(id string) string   { return "{" + b.prefix + ":" + id + "}:lock" }
+func (b *Backend) indexKey() string           { return "{" + b.prefix + "}:ids" }
+func (b *Backend) channel() string            { return b.prefix + ":changes" }
+
+// Ping checks that Redis answers.
+func (b *Backend) Ping(ctx context.Context) error {
+	if err := b.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redisbackend: ping: %w", err)
+	}
+	return nil
+}
+
+// Get implements tokenstore.Backend.
+func (b *Backend) Get(ctx context.Context, id string) (uint64, []byte, error) {
+	vals, err := b.client.HMGet(ctx, b.recordKey(id), "gen", "data").Result()
+	if err != nil {
+		return 0, nil, fmt.Errorf("redisbackend: reading %s: %w", id, err)
+	}
+	if len(vals) != 2 || vals[0] == nil || vals[1] == nil {
+		return 0, nil, tokenstore.ErrNotFound
+	}
+	genStr, _ := vals[0].(string)
+	gen, err := strconv.ParseUint(genStr, 10, 64)
+	if err != nil {
+		return 0, nil, fmt.Errorf("redisbackend: record %s has a bad generation", id)
+	}
+	data, _ := vals[1].(string)
+	return gen, []byte(data), nil
+}
+
+// casScript writes a record only if its generation is the expected one
+// (absent counts as 0): atomically, so two instances can never both
+// believe they wrote generation N+1.
+var casScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 'gen')
+if not cur then cur = '0' end
+if cur ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'gen', ARGV[2], 'data', ARGV[3])
+return 1
+`)
+
+// CompareAndSwap implements tokenstore.Backend.
+func (b *Backend) CompareAndSwap(ctx context.Context, id string, prevGen, newGen uint64, data []byte) error {
+	ok, err := casScript.Run(ctx, b.client, []string{b.recordKey(id)},
+		strconv.FormatUint(prevGen, 10), strconv.FormatUint(newGen, 10), data).Int()
+	if err != nil {
+		return fmt.Errorf("redisbackend: writing %s: %w", id, err)
+	}
+	if ok != 1 {
+		return tokenstore.ErrConflict
+	}
+	// The index lives in another slot, so it is a separate command; List
+	// tolerates ids whose record is gone.
+	if prevGen == 0 {
+		if err := b.client.SAdd(ctx, b.indexKey(), id).Err(); err != nil {
+			return fmt.Errorf("redisbackend: indexing %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// Delete implements tokenstore.Backend.
+func (b *Backend) Delete(ctx context.Context, id string) error {
+	if err := b.client.Del(ctx, b.recordKey(id)).Err(); err != nil {
+		return fmt.Errorf("redisbackend: deleting %s: %w", id, err)
+	}
+	if err := b.client.SRem(ctx, b.indexKey(), id).Err(); err != nil {
+		return fmt.Errorf("redisbackend: unindexing %s: %w", id, err)
+	}
+	return nil
+}
+
+// List implements tokenstore.Backend.
+func (b *Backend) List(ctx context.Context) ([]string, error) {
+	ids, err := b.client.SMembers(ctx, b.indexKey()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisbackend: listing: %w", err)
+	}
+	return ids, nil
+}
+
+// Lock implements tokenstore.Backend with a lease (bsm/redislock: SET NX
+// PX with a random owner token; release and refresh check the token), and
+// retries until ctx ends.
+func (b *Backend) Lock(ctx context.Context, id string, ttl time.Duration) (func(), error) {
+	lock, err := b.locker.Obtain(ctx, b.lockKey(id), ttl, &redislock.Options{
+		RetryStrategy: redislock.LimitRetry(redislock.ExponentialBackoff(5*time.Millisecond, 200*time.Millisecond), 1<<30),
+	})
+	if err != nil {
+		if errors.Is(err, redislock.ErrNotObtained) || ctx.Err() != nil {
+			return nil, tokenstore.ErrLockTimeout
+		}
+		return nil, fmt.Errorf("redisbackend: locking %s: %w", id, err)
+	}
+	return func() {
+		// A fresh context: the caller's may be done, and a lease left
+		// behind stalls every instance until it expires.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = lock.Release(ctx) // ErrLockNotHeld: it expired, someone else may own it now
+	}, nil
+}
+
+// Publish implements tokenstore.Notifier.
+func (b *Backend) Publish(ctx context.Context, id string, gen uint64) error {
+	if err := b.client.Publish(ctx, b.channel(), id+":"+strconv.FormatUint(gen, 10)).Err(); err != nil {
+		return fmt.Errorf("redisbackend: publishing: %w", err)
+	}
+	return nil
+}
+
+// Subscribe implements tokenstore.Notifier. go-redis re-subscribes after
+// a connection is lost, so a Redis restart does not end it.
+func (b *Backend) Subscribe(ctx context.Context, fn func(id string, gen uint64)) error {
+	ps := b.client.Subscribe(ctx, b.channel())
+	defer ps.Close()
+	ch := ps.Channel(redis.WithChannelHealthCheckInterval(5 * time.Second))
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case msg, ok := <-ch:
+			if !ok {
+				return errors.New("redisbackend: subscription closed")
+			}
+			id, genStr, found := strings.Cut(msg.Payload, ":")
+			if !found {
+				continue
+			}
+			gen, err := strconv.ParseUint(genStr, 10, 64)
+			if err != nil {
+				continue
+			}
+			fn(id, gen)
+		}
+	}
+}
+
+// Close implements tokenstore.Backend.
+func (b *Backend) Close() error { return b.client.Close() }
+
+// Interface guards
+var (
+	_ tokenstore.Backend  = (*Backend)(nil)
+	_ tokenstore.Notifier = (*Backend)(nil)
+)
