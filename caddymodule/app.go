@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
+	"github.com/oauthgw/caddy-oauth-gateway/tokenstore/redisbackend"
 )
 
 func init() {
@@ -39,6 +40,11 @@ type App struct {
 	// background (default 60s; capped at a fifth of the token's lifetime).
 	RefreshSkew caddy.Duration `json:"refresh_skew,omitempty"`
 
+	// InsecurePlaintext lets the Redis store run without EncryptionKeys.
+	// Without it, storage redis refuses to start unencrypted: records there
+	// are readable by anyone with access to Redis.
+	InsecurePlaintext bool `json:"insecure_plaintext,omitempty"`
+
 	manager *tokenstore.Manager
 	poolKey string
 	logger  *zap.Logger
@@ -52,6 +58,9 @@ type StorageConfig struct {
 	// Dir is the directory for Type "file" (default: an oauth_gateway
 	// folder in Caddy's data directory).
 	Dir string `json:"dir,omitempty"`
+	// Redis configures Type "redis": standalone, Sentinel or Cluster.
+	// Placeholders in its username and passwords are expanded.
+	Redis *redisbackend.Config `json:"redis,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -85,6 +94,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	keys, err := decodeKeys(a.EncryptionKeys)
 	if err != nil {
 		return err
+	}
+	if a.Storage.Type == "redis" && len(keys) == 0 && !a.InsecurePlaintext {
+		return fmt.Errorf("storage redis: set encryption_key (records would be readable by anyone with access to Redis) or insecure_plaintext")
 	}
 	backendKey, build, err := a.backend(ctx)
 	if err != nil {

@@ -10,6 +10,9 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/oauthgw/caddy-oauth-gateway/redact"
+	"github.com/oauthgw/caddy-oauth-gateway/tokenstore/redisbackend"
 )
 
 func init() {
@@ -156,7 +159,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //
 //	oauth_gateway {
 //		storage memory | file [<dir>] | caddy
+//		storage redis <redis-url> [<redis-url>...] {
+//			username <name>
+//			password <password>
+//			db <n>
+//			tls
+//			sentinel <master-name>
+//			sentinel_password <password>
+//			cluster
+//			key_prefix <prefix>
+//		}
 //		encryption_key <base64 32 bytes> [<older keys>...]
+//		insecure_plaintext
 //		cache_size <n>
 //		refresh_skew <duration>
 //	}
@@ -185,10 +199,21 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 				if d.NextArg() {
 					return nil, d.ArgErr()
 				}
+			case "redis":
+				rc, err := parseRedis(d)
+				if err != nil {
+					return nil, err
+				}
+				sc.Redis = rc
 			default:
-				return nil, d.Errf("storage: unknown type %q (want memory, file or caddy)", sc.Type)
+				return nil, d.Errf("storage: unknown type %q (want memory, file, caddy or redis)", sc.Type)
 			}
 			app.Storage = sc
+		case "insecure_plaintext":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			app.InsecurePlaintext = true
 		case "encryption_key":
 			keys := d.RemainingArgs()
 			if len(keys) == 0 {
@@ -232,6 +257,68 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 		Value: caddyconfig.JSON(app, nil),
 	}, nil
 }
+
+// parseRedis parses `storage redis <url>... { ... }`.
+func parseRedis(d *caddyfile.Dispenser) (*redisbackend.Config, error) {
+	rc := &redisbackend.Config{URLs: d.RemainingArgs()}
+	if len(rc.URLs) == 0 {
+		return nil, d.Err("storage redis: at least one redis:// or rediss:// URL is required")
+	}
+	for _, u := range rc.URLs {
+		if !strings.HasPrefix(u, "redis://") && !strings.HasPrefix(u, "rediss://") && !strings.HasPrefix(u, "{") {
+			return nil, d.Errf("storage redis: %q is not a redis:// or rediss:// URL", redactURL(u))
+		}
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		switch name {
+		case "username", "password", "sentinel", "sentinel_password", "key_prefix", "db":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			val := d.Val()
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			switch name {
+			case "username":
+				rc.Username = val
+			case "password":
+				rc.Password = val
+			case "sentinel":
+				rc.SentinelMaster = val
+			case "sentinel_password":
+				rc.SentinelPassword = val
+			case "key_prefix":
+				rc.KeyPrefix = val
+			case "db":
+				n, err := strconv.Atoi(val)
+				if err != nil || n < 0 {
+					return nil, d.Errf("db: want a database number, got %q", val)
+				}
+				rc.DB = n
+			}
+		case "tls", "cluster":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			if name == "tls" {
+				rc.TLS = true
+			} else {
+				rc.Cluster = true
+			}
+		default:
+			return nil, d.Errf("unrecognized storage redis subdirective %s", name)
+		}
+	}
+	if rc.Cluster && rc.SentinelMaster != "" {
+		return nil, d.Err("storage redis: cluster and sentinel are exclusive")
+	}
+	return rc, nil
+}
+
+// redactURL hides a password in a URL for an error message.
+func redactURL(u string) string { return redact.URL(u) }
 
 // splitFields splits a space-separated scope string.
 func splitFields(s string) []string { return strings.Fields(s) }

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
+	"github.com/oauthgw/caddy-oauth-gateway/tokenstore/redisbackend"
 )
 
 // backend returns a key identifying the configured backend (managers are
@@ -43,8 +45,24 @@ func (a *App) backend(ctx caddy.Context) (string, func() (tokenstore.Backend, er
 		return "file:" + dir, func() (tokenstore.Backend, error) {
 			return tokenstore.NewStorageBackend(&certmagic.FileStorage{Path: dir}, ""), nil
 		}, nil
+	case "redis":
+		if a.Storage.Redis == nil || len(a.Storage.Redis.URLs) == 0 {
+			return "", nil, fmt.Errorf("storage redis: at least one redis:// or rediss:// URL is required")
+		}
+		cfg := *a.Storage.Redis
+		repl := caddy.NewReplacer()
+		cfg.Username = repl.ReplaceKnown(cfg.Username, "")
+		cfg.Password = repl.ReplaceKnown(cfg.Password, "")
+		cfg.SentinelPassword = repl.ReplaceKnown(cfg.SentinelPassword, "")
+		for i, u := range cfg.URLs {
+			cfg.URLs[i] = repl.ReplaceKnown(u, "")
+		}
+		key, _ := json.Marshal(cfg)
+		return "redis:" + string(key), func() (tokenstore.Backend, error) {
+			return redisbackend.New(cfg)
+		}, nil
 	default:
-		return "", nil, fmt.Errorf("storage: unknown type %q (want caddy, memory or file)", a.Storage.Type)
+		return "", nil, fmt.Errorf("storage: unknown type %q (want caddy, memory, file or redis)", a.Storage.Type)
 	}
 }
 

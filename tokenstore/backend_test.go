@@ -3,7 +3,7 @@ package tokenstore
 import (
 	"bytes"
 	"context"
-		"os"
+	"os"
 	"path/filepath"
 	"testing"
 

@@ -320,3 +320,25 @@ func TestStepUpWidensAndPersistsScopes(t *testing.T) {
 		t.Fatalf("refresh grant step-up: %v", err)
 	}
 }
+
+func TestStoreThatLostTheRecordIsRestoredFromMemory(t *testing.T) {
+	req := newRotating("seed", time.Hour)
+	b := NewMemoryBackend()
+	m := newTestManager(t, b, testOptions())
+	c := m.Credential(refreshSpec("seed"), req)
+	ctx := context.Background()
+	tok, err := c.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Delete(ctx, c.ID()) // the store forgets everything
+	if _, err := c.Invalidate(ctx, tok.AccessToken); err != nil {
+		t.Fatalf("refresh after the store lost the record: %v", err)
+	}
+	if req.reuse.Load() != 0 || req.lastReq.RefreshToken != "rt-1" {
+		t.Fatalf("presented %q (reuse %d): the spent seed came back", req.lastReq.RefreshToken, req.reuse.Load())
+	}
+	if rec := storedRecord(t, m, c.ID()); rec.RefreshToken != "rt-2" {
+		t.Fatalf("restored record holds %q", rec.RefreshToken)
+	}
+}

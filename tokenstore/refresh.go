@@ -215,6 +215,12 @@ func (c *Credential) reconcile(ctx context.Context, failed string, want []string
 	case pending && local != nil && (stored == nil || local.Generation > stored.Generation):
 		// Our own write failed earlier: memory holds the newest pair.
 		base = local
+	case stored == nil && local != nil && local.Generation > 0 && local.SeedHash == c.seedHash:
+		// The store lost a credential we know (a Redis restart without
+		// persistence, a wiped directory). The seed is spent; the pair in
+		// memory is the one the server accepts: write it back.
+		m.logger.Warn("store lost the credential; restoring it from memory", m.logFields(c, "generation", local.Generation)...)
+		base = local
 	case stored != nil:
 		base = stored
 	default:
