@@ -91,6 +91,7 @@ fuzz:
 bench: build
 	$(GO) test -run '^$$' -bench 'Memory100k' -benchtime 1x ./tokenstore
 	$(GO) test -run '^$$' -bench 'HotPath|Baseline' -benchmem -count 3 ./caddymodule
+	$(GO) test -run '^$$' -bench . -benchmem ./tokenstore/redisbackend
 	$(GO) run ./internal/cmd/loadbench -caddy $(BIN) $(BENCH_FLAGS)
 
 clean:

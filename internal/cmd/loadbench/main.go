@@ -38,7 +38,7 @@ func main() {
 	round := flag.Duration("round", 2*time.Second, "duration of one round")
 	rounds := flag.Int("rounds", 5, "rounds per target")
 	storm := flag.Int("storm", 500, "concurrent requests in the refresh storm")
-	stores := flag.String("stores", "memory,file", "credential stores to measure (memory, file, redis=<url>)")
+	stores := flag.String("stores", "memory,file,redis", "credential stores to measure (memory, file, redis: a redis-server started here, redis=<url>: an existing one)")
 	flag.Parse()
 
 	upstream := startTrivialUpstream()
@@ -53,6 +53,11 @@ func main() {
 	var targets []target
 	var procs []*exec.Cmd
 	for i, store := range strings.Split(*stores, ",") {
+		if store == "redis" {
+			addr, stop := startRedis()
+			defer stop()
+			store = "redis=redis://" + addr
+		}
 		plainPort, gwPort, stormPort, adminPort := freePort(), freePort(), freePort(), freePort()
 		cfg := caddyfile(store, adminPort, plainPort, gwPort, stormPort, upstream, as, validating)
 		proc := startCaddy(*caddyBin, cfg, adminPort, gwPort)
@@ -269,6 +274,26 @@ func startCaddy(bin, cfg string, admin, port int) *exec.Cmd {
 	b, _ := os.ReadFile(filepath.Join(dir, "caddy.log"))
 	log.Fatalf("caddy did not start:\n%s", b)
 	return nil
+}
+
+// startRedis runs a throwaway redis-server on a free port.
+func startRedis() (addr string, stop func()) {
+	port := freePort()
+	dir, err := os.MkdirTemp("", "loadbench-redis-")
+	check(err)
+	cmd := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+	check(cmd.Start())
+	addr = fmt.Sprintf("127.0.0.1:%d", port)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	log.Fatal("redis-server did not start")
+	return "", nil
 }
 
 // startTrivialUpstream answers every request with a small 200, so the
