@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/certmagic"
 )
@@ -71,5 +72,44 @@ func TestAEADCodecRejectsBadKeys(t *testing.T) {
 	}
 	if _, err := NewAEADCodec(); err == nil {
 		t.Fatal("no key accepted")
+	}
+}
+
+func TestEncryptedRecordsOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	key := bytes.Repeat([]byte{7}, 32)
+	codec, _ := NewAEADCodec(key)
+	m, err := NewManager(NewStorageBackend(&certmagic.FileStorage{Path: dir}, ""), codec, nil, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	req := newRotating("seed-on-disk-secret", time.Hour)
+	c := m.Credential(refreshSpec("seed-on-disk-secret"), req)
+	tok, err := c.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "oauth_gateway", "credentials", c.ID()+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{tok.AccessToken, "rt-1", "seed-on-disk-secret"} {
+		if bytes.Contains(raw, []byte(secret)) {
+			t.Fatalf("%q readable on disk", secret)
+		}
+	}
+	// Without the key the record is refused; with the key rotated (new
+	// first, old kept) it still reads.
+	plain, _ := NewManager(NewStorageBackend(&certmagic.FileStorage{Path: dir}, ""), PlainCodec{}, nil, testOptions())
+	defer plain.Close()
+	if _, err := plain.load(context.Background(), c.ID()); err == nil {
+		t.Fatal("record read without the key")
+	}
+	rotated, _ := NewAEADCodec(bytes.Repeat([]byte{8}, 32), key)
+	m2, _ := NewManager(NewStorageBackend(&certmagic.FileStorage{Path: dir}, ""), rotated, nil, testOptions())
+	defer m2.Close()
+	if rec, err := m2.load(context.Background(), c.ID()); err != nil || rec.RefreshToken != "rt-1" {
+		t.Fatalf("after key rotation: %v %v", rec, err)
 	}
 }
