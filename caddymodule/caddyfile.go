@@ -60,12 +60,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		name := d.Val()
 		switch name {
 		case "resource", "token_endpoint", "issuer", "revocation_endpoint", "client_id", "client_secret", "client_auth", "grant", "refresh_token":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			val := d.Val()
-			if d.NextArg() {
-				return d.ArgErr()
+			val, err := singleArg(d)
+			if err != nil {
+				return err
 			}
 			switch name {
 			case "resource":
@@ -135,14 +132,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.UpstreamErrors = append(h.UpstreamErrors, args...)
 		case "error_alias":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return d.ArgErr()
+			if err := parseErrorAlias(d, &h.ErrorAliases); err != nil {
+				return err
 			}
-			if h.ErrorAliases == nil {
-				h.ErrorAliases = make(map[string]string)
-			}
-			h.ErrorAliases[args[0]] = args[1]
 		case "insecure_allow_http":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -273,12 +265,9 @@ func parseRedis(d *caddyfile.Dispenser) (*redisbackend.Config, error) {
 		name := d.Val()
 		switch name {
 		case "username", "password", "sentinel", "sentinel_password", "key_prefix", "db":
-			if !d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			val := d.Val()
-			if d.NextArg() {
-				return nil, d.ArgErr()
+			val, err := singleArg(d)
+			if err != nil {
+				return nil, err
 			}
 			switch name {
 			case "username":
@@ -315,6 +304,31 @@ func parseRedis(d *caddyfile.Dispenser) (*redisbackend.Config, error) {
 		return nil, d.Err("storage redis: cluster and sentinel are exclusive")
 	}
 	return rc, nil
+}
+
+// singleArg reads exactly one argument.
+func singleArg(d *caddyfile.Dispenser) (string, error) {
+	if !d.NextArg() {
+		return "", d.ArgErr()
+	}
+	val := d.Val()
+	if d.NextArg() {
+		return "", d.ArgErr()
+	}
+	return val, nil
+}
+
+// parseErrorAlias reads `error_alias <vendor_code> <standard_code>` into m.
+func parseErrorAlias(d *caddyfile.Dispenser, m *map[string]string) error {
+	args := d.RemainingArgs()
+	if len(args) != 2 {
+		return d.ArgErr()
+	}
+	if *m == nil {
+		*m = make(map[string]string)
+	}
+	(*m)[args[0]] = args[1]
+	return nil
 }
 
 // redactURL hides a password in a URL for an error message.

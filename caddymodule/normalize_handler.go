@@ -117,14 +117,9 @@ func (n *NormalizeHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "error_alias":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return d.ArgErr()
+			if err := parseErrorAlias(d, &n.ErrorAliases); err != nil {
+				return err
 			}
-			if n.ErrorAliases == nil {
-				n.ErrorAliases = make(map[string]string)
-			}
-			n.ErrorAliases[args[0]] = args[1]
 		default:
 			return d.Errf("unrecognized subdirective %s", d.Val())
 		}

@@ -184,7 +184,9 @@ func discoveryFailure(err error) error {
 // at once cannot help; an upstream challenge may name new ones.
 type notFoundError struct{ err error }
 
-func (e *notFoundError) Error() string   { return "discovering the authorization server: " + e.err.Error() }
+func (e *notFoundError) Error() string {
+	return "discovering the authorization server: " + e.err.Error()
+}
 func (e *notFoundError) Unwrap() error   { return e.err }
 func (e *notFoundError) Permanent() bool { return false }
 func (e *notFoundError) Transient() bool { return false }

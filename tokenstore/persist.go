@@ -32,13 +32,7 @@ func (c *Credential) persist(ctx context.Context, rec *Record, storedGen uint64)
 		}
 	}
 	if err == nil {
-		c.mu.Lock()
-		if c.rec != nil && c.rec.Generation == rec.Generation {
-			c.pending = false
-		}
-		c.storedGen = rec.Generation
-		c.mu.Unlock()
-		c.m.publish(c, rec.Generation)
+		c.markPersisted(rec)
 		return
 	}
 	c.m.hooks.storeError(c)
@@ -114,6 +108,13 @@ func (c *Credential) retryPendingWrite() bool {
 	if err := c.m.save(ctx, rec, gen); err != nil {
 		return false
 	}
+	c.markPersisted(rec)
+	c.m.logger.Info("persisted pending credential", c.m.logFields(c, "generation", rec.Generation)...)
+	return true
+}
+
+// markPersisted records that rec is in the backend and announces it.
+func (c *Credential) markPersisted(rec *Record) {
 	c.mu.Lock()
 	if c.rec != nil && c.rec.Generation == rec.Generation {
 		c.pending = false
@@ -121,6 +122,4 @@ func (c *Credential) retryPendingWrite() bool {
 	c.storedGen = rec.Generation
 	c.mu.Unlock()
 	c.m.publish(c, rec.Generation)
-	c.m.logger.Info("persisted pending credential", c.m.logFields(c, "generation", rec.Generation)...)
-	return true
 }
