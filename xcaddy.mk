@@ -92,7 +92,15 @@ bench: build
 	$(GO) test -run '^$$' -bench 'Memory100k' -benchtime 1x ./tokenstore
 	$(GO) test -run '^$$' -bench 'HotPath|Baseline' -benchmem -count 3 ./caddymodule
 	$(GO) test -run '^$$' -bench . -benchmem ./tokenstore/redisbackend
-	$(GO) run ./internal/cmd/loadbench -caddy $(BIN) $(BENCH_FLAGS)
+	$(GO) build -o bin/loadbench ./internal/cmd/loadbench
+	@# Caddy on the last CPU, the load generator and upstreams on the others,
+	@# so they do not compete (when taskset exists and there are 2+ CPUs).
+	@if command -v taskset >/dev/null && [ $$(nproc) -ge 2 ]; then \
+		last=$$(($$(nproc)-1)); \
+		taskset -c 0-$$(($$last-1)) bin/loadbench -caddy $(BIN) -caddy-cpu $$last $(BENCH_FLAGS); \
+	else \
+		bin/loadbench -caddy $(BIN) $(BENCH_FLAGS); \
+	fi
 
 clean:
 	rm -rf bin _build

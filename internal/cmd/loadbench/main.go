@@ -35,9 +35,12 @@ import (
 func main() {
 	caddyBin := flag.String("caddy", "bin/caddy", "Caddy binary built with the module")
 	conc := flag.Int("c", 32, "concurrent connections")
-	round := flag.Duration("round", 2*time.Second, "duration of one round")
-	rounds := flag.Int("rounds", 5, "rounds per target")
+	// Many short rounds: the median of per-round ratios is far steadier
+	// than a few long rounds on a small machine.
+	round := flag.Duration("round", time.Second, "duration of one round")
+	rounds := flag.Int("rounds", 20, "rounds per target")
 	storm := flag.Int("storm", 500, "concurrent requests in the refresh storm")
+	caddyCPU := flag.String("caddy-cpu", "", "pin Caddy to these CPUs with taskset (e.g. 1); run loadbench itself on the others")
 	stores := flag.String("stores", "memory,file,redis", "credential stores to measure (memory, file, redis: a redis-server started here, redis=<url>: an existing one)")
 	flag.Parse()
 
@@ -60,12 +63,17 @@ func main() {
 		}
 		plainPort, gwPort, stormPort, adminPort := freePort(), freePort(), freePort(), freePort()
 		cfg := caddyfile(store, adminPort, plainPort, gwPort, stormPort, upstream, as, validating)
-		proc := startCaddy(*caddyBin, cfg, adminPort, gwPort)
+		proc := startCaddy(*caddyBin, *caddyCPU, cfg, adminPort, gwPort)
 		procs = append(procs, proc)
-		if i == 0 {
-			targets = append(targets, target{name: "reverse_proxy (static header)", url: fmt.Sprintf("http://127.0.0.1:%d/", plainPort)})
-		}
-		targets = append(targets, target{name: "oauth_gateway, " + strings.SplitN(store, "=", 2)[0] + " store", url: fmt.Sprintf("http://127.0.0.1:%d/", gwPort), storm: fmt.Sprintf("http://127.0.0.1:%d/echo", stormPort)})
+		// Each Caddy serves a plain site too: a gateway is compared with
+		// the plain site of its own process, in the same round, so
+		// differences between processes do not count as gateway cost.
+		storeName := strings.SplitN(store, "=", 2)[0]
+		base := len(targets)
+		targets = append(targets,
+			target{name: "reverse_proxy, " + storeName + " process", url: fmt.Sprintf("http://127.0.0.1:%d/", plainPort), pid: proc.Process.Pid, base: base},
+			target{name: "oauth_gateway, " + storeName + " store", url: fmt.Sprintf("http://127.0.0.1:%d/", gwPort), storm: fmt.Sprintf("http://127.0.0.1:%d/echo", stormPort), pid: proc.Process.Pid, base: base})
+		_ = i
 	}
 	defer func() {
 		for _, p := range procs {
@@ -83,18 +91,22 @@ func main() {
 	results := make([][]result, len(targets))
 	for r := 0; r < *rounds; r++ {
 		for i, t := range targets {
-			results[i] = append(results[i], run(client, t.url, *conc, *round))
+			cpu0 := cpuTime(t.pid)
+			res := run(client, t.url, *conc, *round)
+			res.cpu = cpuTime(t.pid) - cpu0
+			results[i] = append(results[i], res)
 		}
 	}
 
 	fmt.Printf("\nLoad: %d connections, %d interleaved rounds of %s per target, loopback, %d CPUs\n\n", *conc, *rounds, *round, numCPU())
-	fmt.Printf("%-34s %12s %8s %10s %10s %8s\n", "target", "req/s", "ratio", "p50", "p99", "errors")
-	base := results[0]
+	fmt.Printf("%-34s %10s %8s %10s %10s %14s %8s\n", "target", "req/s", "ratio", "p50", "p99", "caddy CPU/req", "errors")
 	for i, t := range targets {
 		rps, p50, p99, errs := summarize(results[i])
-		ratio := medianRatio(results[i], base)
-		fmt.Printf("%-34s %12.0f %8.3f %10s %10s %8d\n", t.name, rps, ratio, p50, p99, errs)
+		ratio := medianRatio(results[i], results[t.base])
+		fmt.Printf("%-34s %10.0f %8.3f %10s %10s %14s %8d\n", t.name, rps, ratio, p50, p99, cpuPerRequest(results[i]), errs)
 	}
+	fmt.Println("\nratio: median over rounds of req/s divided by the req/s of the plain reverse_proxy site in the same Caddy process, same round.")
+	fmt.Println("caddy CPU/req: the Caddy process's user+system CPU time over the rounds divided by the requests served.")
 
 	fmt.Printf("\nRefresh storm: %d concurrent requests right after the authorization server invalidated every token\n", *storm)
 	for _, t := range targets {
@@ -109,9 +121,14 @@ func main() {
 	}
 }
 
-type target struct{ name, url, storm string }
+type target struct {
+	name, url, storm string
+	pid              int // the Caddy serving it, for CPU time per request
+	base             int // index of the plain target it is compared with
+}
 
 type result struct {
+	cpu       time.Duration // Caddy's CPU time during the round
 	requests  int64
 	errors    int64
 	elapsed   time.Duration
@@ -252,12 +269,15 @@ http://127.0.0.1:%d {
 `, admin, global, plain, upstream, gw, gateway("http://"+upstream+"/"), upstream, storm, gateway(validating.Resource()), strings.TrimPrefix(validating.URL(), "http://"))
 }
 
-func startCaddy(bin, cfg string, admin, port int) *exec.Cmd {
+func startCaddy(bin, cpus, cfg string, admin, port int) *exec.Cmd {
 	dir, err := os.MkdirTemp("", "loadbench-")
 	check(err)
 	path := filepath.Join(dir, "Caddyfile")
 	check(os.WriteFile(path, []byte(cfg), 0o600))
 	cmd := exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
+	if cpus != "" {
+		cmd = exec.Command("taskset", "-c", cpus, bin, "run", "--config", path, "--adapter", "caddyfile")
+	}
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir, "HOME="+dir)
 	logf, err := os.Create(filepath.Join(dir, "caddy.log"))
 	check(err)
@@ -307,6 +327,39 @@ func startTrivialUpstream() string {
 	}), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return ln.Addr().String()
+}
+
+// cpuTime is a process's user+system CPU time from /proc (Linux); 0
+// elsewhere.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may contain spaces).
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(fields) < 13 {
+		return 0
+	}
+	var utime, stime int64
+	fmt.Sscan(fields[11], &utime)
+	fmt.Sscan(fields[12], &stime)
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticksPerSecond
+}
+
+func cpuPerRequest(rs []result) string {
+	var cpu time.Duration
+	var n int64
+	for _, r := range rs {
+		cpu += r.cpu
+		n += r.requests
+	}
+	if n == 0 || cpu == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1fµs", float64(cpu.Microseconds())/float64(n))
 }
 
 func freePort() int {
