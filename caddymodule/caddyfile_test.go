@@ -2,10 +2,13 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {
@@ -123,5 +126,40 @@ func TestGlobalOption(t *testing.T) {
 		if _, err := parseGlobalOption(caddyfile.NewTestDispenser(input), nil); err == nil || !strings.Contains(err.Error(), wantErr) {
 			t.Errorf("%s: err %v, want %q", input, err, wantErr)
 		}
+	}
+}
+
+func TestChooseAuthMethod(t *testing.T) {
+	for _, c := range []struct {
+		supported []string
+		want      string
+	}{
+		{nil, "client_secret_basic"}, // RFC 8414 default
+		{[]string{"client_secret_post"}, "client_secret_post"},
+		{[]string{"client_secret_post", "client_secret_basic"}, "client_secret_basic"},
+		{[]string{"private_key_jwt"}, "client_secret_basic"},
+	} {
+		if got := chooseAuthMethod(c.supported); got != c.want {
+			t.Errorf("%v: got %s, want %s", c.supported, got, c.want)
+		}
+	}
+}
+
+// The example Caddyfile shipped with the module must adapt.
+func TestCaddyfileExampleAdapts(t *testing.T) {
+	b, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	if _, warnings, err := adapter.Adapt(b, nil); err != nil {
+		t.Fatalf("Caddyfile.example: %v (warnings %v)", err, warnings)
+	}
+	b, err = os.ReadFile("../demo/Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := adapter.Adapt(b, nil); err != nil {
+		t.Fatalf("demo/Caddyfile: %v", err)
 	}
 }
