@@ -18,7 +18,7 @@ FUZZTIME ?= 10s
 FUZZ_TARGETS ?= $(shell grep -r --include='*_test.go' -o '^func Fuzz[A-Za-z0-9_]*' . \
 	| sed -E 's|^(.*)/[^/]*_test.go:func (Fuzz.*)$$|\1:\2|' | sort -u)
 
-.PHONY: build build-race gen-main run demo test unit fuzz bench clean
+.PHONY: build build-race gen-main run demo test test-deps unit fuzz bench clean
 
 build:
 ifneq ($(shell command -v xcaddy 2>/dev/null),)
@@ -72,7 +72,18 @@ demo: run
 # test: vet, unit and integration tests with the race detector (the
 # integration tests run a race-enabled Caddy built from this checkout),
 # then a short fuzz of each parser.
-test: build-race unit fuzz
+test: test-deps build-race unit fuzz
+
+# test-deps: the tests start their own redis-server processes.
+test-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing redis-server"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+		else \
+			echo "the tests need redis-server on the PATH (e.g. sudo apt-get install redis-server)"; exit 1; \
+		fi; }
 
 unit:
 	$(GO) vet ./...
