@@ -50,6 +50,11 @@ type Credential struct {
 	flight  singleflight.Group
 	// background is set while a proactive refresh is running.
 	background atomic.Bool
+	// used is set by requests; the refresh timer clears it. A credential
+	// nobody used during a token's lifetime is not refreshed ahead of time.
+	used atomic.Bool
+	// timer fires at the current token's refresh point.
+	timer atomic.Pointer[time.Timer]
 
 	// users and releasedAt are guarded by the manager's mutex.
 	users      int
@@ -92,6 +97,9 @@ func (c *Credential) Token(ctx context.Context) (*Token, error) {
 // Acquire is Token that also reports whether the cached token was used
 // (true) or the caller waited for one (false).
 func (c *Credential) Acquire(ctx context.Context) (tok *Token, cached bool, err error) {
+	if !c.used.Load() {
+		c.used.Store(true) // a load first: the common case writes nothing
+	}
 	if t := c.current.Load(); t != nil {
 		now := c.m.now()
 		if now.Before(t.refreshAt) {
@@ -104,6 +112,32 @@ func (c *Credential) Acquire(ctx context.Context) (tok *Token, cached bool, err 
 	}
 	t, err := c.refresh(ctx, "", nil)
 	return t, false, err
+}
+
+// scheduleRefresh arms a timer at tok's refresh point: if the credential
+// was used since the last timer, it is refreshed in the background then, so
+// requests after an idle spell shorter than the token's lifetime find a
+// fresh token. With a shared store the lock makes it one refresh per fleet
+// (the other instances adopt it).
+func (c *Credential) scheduleRefresh(tok *Token) {
+	if tok.refreshAt.Equal(timeForever) {
+		return
+	}
+	wait := tok.refreshAt.Sub(c.m.now())
+	if wait < 0 {
+		wait = 0
+	}
+	t := time.AfterFunc(wait, func() {
+		if c.m.ctx.Err() != nil || c.current.Load() != tok {
+			return // closed, evicted, or replaced meanwhile
+		}
+		if c.used.Swap(false) {
+			c.refreshInBackground()
+		}
+	})
+	if old := c.timer.Swap(t); old != nil {
+		old.Stop()
+	}
 }
 
 // Cached returns the current token without refreshing, or nil.

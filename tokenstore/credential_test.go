@@ -342,3 +342,30 @@ func TestStoreThatLostTheRecordIsRestoredFromMemory(t *testing.T) {
 		t.Fatalf("restored record holds %q", rec.RefreshToken)
 	}
 }
+
+// A credential used during a token's lifetime is refreshed at its refresh
+// point without a request; an unused one is not.
+func TestUsedCredentialRefreshesOnTimer(t *testing.T) {
+	req := newRotating("", 1500*time.Millisecond) // refresh point at 1.2 s
+	m := newTestManager(t, NewMemoryBackend(), testOptions())
+	c := m.Credential(ccSpec(), req)
+	first, err := c.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Cached() == nil || c.Cached().AccessToken == first.AccessToken {
+		if time.Now().After(deadline) {
+			t.Fatal("no refresh at the refresh point")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := req.calls.Load(); n != 2 {
+		t.Fatalf("token requests = %d, want 2", n)
+	}
+	// Nobody used the second token: no third request.
+	time.Sleep(2 * time.Second)
+	if n := req.calls.Load(); n != 2 {
+		t.Fatalf("idle credential refreshed: %d token requests", n)
+	}
+}

@@ -256,6 +256,9 @@ func (m *Manager) touch(c *Credential) { m.lru.Add(c.id, c) }
 // kept, since it may hold the only copy of a refresh token.
 func (c *Credential) evict() {
 	c.current.Store(nil)
+	if t := c.timer.Swap(nil); t != nil {
+		t.Stop()
+	}
 	c.mu.Lock()
 	if !c.pending {
 		c.rec = nil
@@ -291,6 +294,7 @@ func (m *Manager) onRemoteGeneration(id string, gen uint64) {
 		}
 		fresh := newToken(rec, m.opts.RefreshSkew)
 		if m.now().Before(fresh.usableUntil) && c.current.CompareAndSwap(t, fresh) {
+			c.scheduleRefresh(fresh)
 			c.mu.Lock()
 			if !c.pending {
 				c.rec, c.storedGen = rec, rec.Generation

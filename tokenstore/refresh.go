@@ -108,6 +108,7 @@ func (c *Credential) doRefresh(failed string, want []string) (*Token, error) {
 
 	tok := newToken(next, m.opts.RefreshSkew)
 	c.current.Store(tok)
+	c.scheduleRefresh(tok)
 	m.touch(c)
 	c.mu.Lock()
 	c.failures, c.backoffUntil = 0, time.Time{}
@@ -237,6 +238,7 @@ func (c *Credential) reconcile(ctx context.Context, failed string, want []string
 			now := m.now()
 			if now.Before(t.usableUntil) && t.HasScopes(want) && (failed != "" || len(want) > 0 || now.Before(t.refreshAt)) {
 				c.current.Store(t)
+				c.scheduleRefresh(t)
 				m.touch(c)
 				c.setState(StateHealthy, "")
 				m.hooks.adopted(c)
