@@ -258,7 +258,7 @@ func parseRedis(d *caddyfile.Dispenser) (*redisbackend.Config, error) {
 	}
 	for _, u := range rc.URLs {
 		if !strings.HasPrefix(u, "redis://") && !strings.HasPrefix(u, "rediss://") && !strings.HasPrefix(u, "{") {
-			return nil, d.Errf("storage redis: %q is not a redis:// or rediss:// URL", redactURL(u))
+			return nil, d.Errf("storage redis: %q is not a redis:// or rediss:// URL", redact.URL(u))
 		}
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
@@ -330,12 +330,6 @@ func parseErrorAlias(d *caddyfile.Dispenser, m *map[string]string) error {
 	(*m)[args[0]] = args[1]
 	return nil
 }
-
-// redactURL hides a password in a URL for an error message.
-func redactURL(u string) string { return redact.URL(u) }
-
-// splitFields splits a space-separated scope string.
-func splitFields(s string) []string { return strings.Fields(s) }
 
 // Interface guards
 var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -95,7 +96,7 @@ func (r *requester) RequestToken(ctx context.Context, tr tokenstore.TokenRequest
 		res.ExpiresIn = time.Duration(resp.ExpiresIn) * time.Second
 	}
 	if resp.Scope != "" {
-		res.Scopes = splitFields(resp.Scope)
+		res.Scopes = strings.Fields(resp.Scope)
 	}
 	return res, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -95,7 +96,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			continue
 
 		case verdict.InsufficientScope && !steppedUp:
-			want := splitFields(verdict.Scope)
+			want := strings.Fields(verdict.Scope)
 			if !replayable || len(want) == 0 || tok == nil {
 				return h.passThrough(w, ic)
 			}
@@ -153,13 +154,14 @@ func (h *Handler) passThrough(w http.ResponseWriter, ic *interceptor) error {
 
 // respondStepUpError explains a scope the gateway could not obtain.
 func (h *Handler) respondStepUpError(w http.ResponseWriter, tok *tokenstore.Token, want []string, err error) error {
-	all := joinScopes(unionStrings(tok.Scopes, want))
-	desc := fmt.Sprintf("the upstream requires scope %q; the authorization server refused to grant it to the gateway", joinScopes(want))
+	need := strings.Join(want, " ")
+	all := strings.Join(tokenstore.UnionScopes(tok.Scopes, want), " ")
+	desc := fmt.Sprintf("the upstream requires scope %q; the authorization server refused to grant it to the gateway", need)
 	outcome := "refused"
 	if errors.Is(err, tokenstore.ErrScopeNotGrantable) {
 		outcome = "not_grantable"
 		desc = fmt.Sprintf("the upstream requires scope %q, which the gateway's refresh-token credential cannot obtain by refreshing (RFC 6749 section 6); an operator must re-authorize it with scopes %q",
-			joinScopes(want), all)
+			need, all)
 	}
 	gatewayMetrics.stepUps.WithLabelValues(outcome).Inc()
 	h.logger.Warn("step-up failed", zap.String("credential", h.cred.ID()), zap.String("outcome", outcome),

@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"mime"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/oauthgw/caddy-oauth-gateway/challenge"
@@ -27,17 +26,4 @@ func hasBearerChallenge(h http.Header) bool {
 		}
 	}
 	return false
-}
-
-func joinScopes(s []string) string { return strings.Join(s, " ") }
-
-// unionStrings returns a ∪ b in first-seen order.
-func unionStrings(a, b []string) []string {
-	out := slices.Clone(a)
-	for _, s := range b {
-		if !slices.Contains(out, s) {
-			out = append(out, s)
-		}
-	}
-	return out
 }

@@ -232,8 +232,9 @@ func isJSONType(ct string) bool {
 // resource. It tries the challenge's resource_metadata URLs first (each
 // candidate: a malformed header may name several), then the
 // path-inserted and root well-known URLs, and returns the first document
-// whose `resource` matches. Mismatched documents are skipped; if nothing
-// matched but something mismatched, the *ValidationError is returned.
+// whose `resource` matches, with the URL it came from. Mismatched
+// documents are skipped; if nothing matched but something mismatched, the
+// *ValidationError is returned.
 func (c *Client) ProtectedResource(ctx context.Context, resource string, challengeURLs []string) (*ProtectedResourceMetadata, string, error) {
 	wellKnown, err := ProtectedResourceMetadataURLs(resource)
 	if err != nil {
@@ -243,34 +244,17 @@ func (c *Client) ProtectedResource(ctx context.Context, resource string, challen
 		return nil, "", err
 	}
 	root := wellKnown[len(wellKnown)-1]
-	var firstMismatch error
-	for _, u := range append(append([]string(nil), challengeURLs...), wellKnown...) {
-		body, err := c.get(ctx, u)
-		if err != nil {
-			if errors.Is(err, ErrBlockedDestination) {
-				return nil, "", err
-			}
-			continue
-		}
-		if body == nil {
-			continue
-		}
+	candidates := append(append([]string(nil), challengeURLs...), wellKnown...)
+	return firstValid(ctx, c, candidates, "resource "+resource, func(u string, body []byte) (*ProtectedResourceMetadata, error) {
 		m, err := DecodeProtectedResourceMetadata(body)
 		if err != nil {
-			continue
+			return nil, err
 		}
 		if !ResourceMatches(resource, m.Resource, u == root) {
-			if firstMismatch == nil {
-				firstMismatch = &ValidationError{URL: u, Field: "resource", Expected: resource, Got: m.Resource}
-			}
-			continue
+			return nil, &ValidationError{URL: u, Field: "resource", Expected: resource, Got: m.Resource}
 		}
-		return m, u, nil
-	}
-	if firstMismatch != nil {
-		return nil, "", firstMismatch
-	}
-	return nil, "", fmt.Errorf("%w for resource %s", ErrNotFound, resource)
+		return m, nil
+	})
 }
 
 // AuthServer finds and validates the metadata of issuer: RFC 8414 first,
@@ -283,34 +267,51 @@ func (c *Client) AuthServer(ctx context.Context, issuer string) (*AuthServerMeta
 	if err := c.checkURL(issuer); err != nil {
 		return nil, err
 	}
+	m, _, err := firstValid(ctx, c, urls, "issuer "+issuer, func(u string, body []byte) (*AuthServerMetadata, error) {
+		m, err := DecodeAuthServerMetadata(body)
+		if err != nil {
+			return nil, err
+		}
+		if !IssuerMatches(issuer, m.Issuer) {
+			return nil, &ValidationError{URL: u, Field: "issuer", Expected: issuer, Got: m.Issuer}
+		}
+		return m, nil
+	})
+	return m, err
+}
+
+// firstValid walks candidate URLs in order and returns the first document
+// accept takes, with its URL. Misses and undecodable documents continue
+// the chain; a blocked destination ends it; if nothing was accepted, the
+// first *ValidationError (a document that was found but not trusted) is
+// returned, else ErrNotFound.
+func firstValid[T any](ctx context.Context, c *Client, urls []string, what string, accept func(u string, body []byte) (T, error)) (T, string, error) {
+	var zero T
 	var firstMismatch error
 	for _, u := range urls {
 		body, err := c.get(ctx, u)
 		if err != nil {
 			if errors.Is(err, ErrBlockedDestination) {
-				return nil, err
+				return zero, "", err
 			}
 			continue
 		}
 		if body == nil {
 			continue
 		}
-		m, err := DecodeAuthServerMetadata(body)
-		if err != nil {
-			continue
+		doc, err := accept(u, body)
+		var ve *ValidationError
+		switch {
+		case err == nil:
+			return doc, u, nil
+		case errors.As(err, &ve) && firstMismatch == nil:
+			firstMismatch = err
 		}
-		if !IssuerMatches(issuer, m.Issuer) {
-			if firstMismatch == nil {
-				firstMismatch = &ValidationError{URL: u, Field: "issuer", Expected: issuer, Got: m.Issuer}
-			}
-			continue
-		}
-		return m, nil
 	}
 	if firstMismatch != nil {
-		return nil, firstMismatch
+		return zero, "", firstMismatch
 	}
-	return nil, fmt.Errorf("%w for issuer %s", ErrNotFound, issuer)
+	return zero, "", fmt.Errorf("%w for %s", ErrNotFound, what)
 }
 
 // Transport is the guarded transport (private destinations refused unless

@@ -1,7 +1,6 @@
 package discovery
 
 import (
-	"net"
 	"net/url"
 	"strings"
 )
@@ -64,14 +63,7 @@ func portOf(u *url.URL) string {
 	return ""
 }
 
-// originOf is scheme://host[:port] of u.
+// originOf is scheme://host[:port] of u, for same-origin comparisons.
 func originOf(u *url.URL) string {
-	host := u.Hostname()
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	if p := u.Port(); p != "" {
-		return strings.ToLower(u.Scheme) + "://" + net.JoinHostPort(u.Hostname(), p)
-	}
-	return strings.ToLower(u.Scheme) + "://" + host
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host)
 }

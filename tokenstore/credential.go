@@ -78,9 +78,6 @@ type requesterBox struct{ r Requester }
 // ID returns the credential's identifier.
 func (c *Credential) ID() string { return c.id }
 
-// Spec returns the credential's configuration (including its seed: do not log it).
-func (c *Credential) Spec() Spec { return c.spec }
-
 // SetRequester replaces the Requester, e.g. after a config reload changed
 // the client secret.
 func (c *Credential) SetRequester(r Requester) { c.requester.Store(&requesterBox{r}) }

@@ -2,7 +2,6 @@ package tokenstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -343,15 +342,6 @@ func (m *Manager) publish(c *Credential, gen uint64) {
 	if err := n.Publish(m.ctx, c.id, gen); err != nil {
 		m.logger.Warn("could not announce new credential generation", m.logFields(c, "error", err.Error())...)
 	}
-}
-
-// LoadRecord reads a credential's stored record (for operators' tools).
-func (m *Manager) LoadRecord(ctx context.Context, id string) (*Record, error) {
-	rec, err := m.load(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return nil, err
-	}
-	return rec, err
 }
 
 // logFields are the fields every credential log line carries. They never

@@ -3,6 +3,7 @@ package tokenstore
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -81,7 +82,7 @@ func decodeRecord(id string, b []byte) (*Record, error) {
 // server said it granted, else what was requested (RFC 6749 §5.1).
 func (r *Record) grantedScopes() []string {
 	if r.GrantedScope != "" {
-		return splitScopes(r.GrantedScope)
+		return strings.Fields(r.GrantedScope)
 	}
 	return append([]string(nil), r.Scopes...)
 }

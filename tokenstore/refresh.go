@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -59,7 +60,7 @@ func (c *Credential) doRefresh(failed string, want []string) (*Token, error) {
 		return nil, c.markDead(base.LastError, false)
 	}
 
-	scopes := unionScopes(base.Scopes, want)
+	scopes := UnionScopes(base.Scopes, want)
 	req := TokenRequest{Grant: c.spec.Grant, Scopes: scopes, PinnedIssuer: base.Issuer}
 	if c.spec.Grant == GrantRefreshToken {
 		req.RefreshToken = base.RefreshToken
@@ -90,7 +91,7 @@ func (c *Credential) doRefresh(failed string, want []string) (*Token, error) {
 	}
 	next.GrantedScope = ""
 	if res.Scopes != nil {
-		next.GrantedScope = joinScopes(res.Scopes)
+		next.GrantedScope = strings.Join(res.Scopes, " ")
 	}
 	if next.Issuer == "" {
 		next.Issuer = res.Issuer
@@ -394,15 +395,4 @@ func retryAfter(err error) time.Duration {
 		return ra.RetryAfterDuration()
 	}
 	return 0
-}
-
-func joinScopes(s []string) string {
-	out := ""
-	for i, v := range s {
-		if i > 0 {
-			out += " "
-		}
-		out += v
-	}
-	return out
 }

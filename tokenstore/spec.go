@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -158,8 +157,8 @@ func newToken(r *Record, skew time.Duration) *Token {
 	return t
 }
 
-// unionScopes returns a ∪ b in first-seen order.
-func unionScopes(a, b []string) []string {
+// UnionScopes returns a ∪ b in first-seen order, without empty entries.
+func UnionScopes(a, b []string) []string {
 	out := make([]string, 0, len(a)+len(b))
 	for _, s := range append(append([]string(nil), a...), b...) {
 		if s != "" && !slices.Contains(out, s) {
@@ -168,5 +167,3 @@ func unionScopes(a, b []string) []string {
 	}
 	return out
 }
-
-func splitScopes(s string) []string { return strings.Fields(s) }
