@@ -27,6 +27,18 @@ func FuzzTokenEndpoint(f *testing.F) {
 		if tok != nil && tok.AccessToken == "" {
 			t.Fatal("token without access_token")
 		}
+		if tok != nil && !isBearerToken(tok.AccessToken) {
+			t.Fatalf("access_token with characters outside VCHAR: %q", tok.AccessToken)
+		}
+		if tok != nil && !isVSCHAR(tok.RefreshToken) {
+			t.Fatalf("refresh_token with characters outside VSCHAR: %q", tok.RefreshToken)
+		}
+		if tok != nil && !isHTTPToken(tok.TokenType) {
+			t.Fatalf("token_type %q is not a token", tok.TokenType)
+		}
+		if tok != nil && (tok.HasExpiresIn != (tok.ExpiresIn > 0)) {
+			t.Fatalf("expires_in %d with HasExpiresIn %v", tok.ExpiresIn, tok.HasExpiresIn)
+		}
 	})
 }
 

@@ -20,7 +20,8 @@ type TokenResponse struct {
 	Scope        string
 	IDToken      string
 	// ExpiresIn is in seconds; HasExpiresIn is false when the server did
-	// not say (Salesforce), and the token is refreshed only reactively.
+	// not say (Salesforce) or gave a lifetime that is not positive, and
+	// the token is refreshed only reactively.
 	ExpiresIn    int64
 	HasExpiresIn bool
 	// Extra holds the other members.
@@ -174,15 +175,28 @@ func tokenFromFields(status int, f map[string]any) (*TokenResponse, *Error) {
 		return nil, &Error{Code: "server_error", Status: status, Class: Transient,
 			Description: "token response without access_token"}
 	}
+	// A token the gateway cannot put in an Authorization header would be
+	// cached and fail every request: refuse it here, as a server failure
+	// (never echoing the value).
+	if !isBearerToken(t.AccessToken) {
+		return nil, malformedToken(status, "access_token contains characters not allowed in a bearer token (RFC 6750 §2.1)")
+	}
 	t.TokenType, _ = f["token_type"].(string)
+	if t.TokenType != "" && !isHTTPToken(t.TokenType) {
+		return nil, malformedToken(status, "token_type is not a token (RFC 6749 §7.1)")
+	}
 	if t.TokenType == "" || strings.EqualFold(t.TokenType, "bearer") {
 		t.TokenType = "Bearer"
 	}
 	t.RefreshToken, _ = f["refresh_token"].(string)
+	if t.RefreshToken != "" && !isVSCHAR(t.RefreshToken) {
+		return nil, malformedToken(status, "refresh_token contains characters not allowed in a refresh token (RFC 6749 Appendix A.17)")
+	}
 	t.Scope, _ = f["scope"].(string)
 	t.IDToken, _ = f["id_token"].(string)
 	if v, ok := f["expires_in"]; ok {
-		if n, ok := parseSeconds(v); ok {
+		// A non-positive lifetime says nothing usable: treat it as absent.
+		if n, ok := parseSeconds(v); ok && n > 0 {
 			t.ExpiresIn, t.HasExpiresIn = n, true
 		}
 	}
@@ -194,6 +208,55 @@ func tokenFromFields(status int, f map[string]any) (*TokenResponse, *Error) {
 		}
 	}
 	return t, nil
+}
+
+func malformedToken(status int, description string) *Error {
+	return &Error{Code: "server_error", Status: status, Class: Transient, Description: description}
+}
+
+// isBearerToken reports whether s is a non-empty run of visible ASCII
+// (VCHAR, 0x21-0x7E): a lenient reading of RFC 6750 §2.1 b64token that
+// still rules out spaces, control characters (CR, LF, NUL, tab) and
+// non-ASCII, which would break or split the Authorization header.
+func isBearerToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// isVSCHAR reports whether s has only VSCHAR (0x20-0x7E), the refresh
+// token syntax of RFC 6749 Appendix A.17.
+func isVSCHAR(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// isHTTPToken reports whether s is a non-empty RFC 9110 §5.6.2 token, the
+// syntax of an authentication scheme such as token_type.
+func isHTTPToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // parseSeconds accepts a JSON number or a numeric string ("3600"), as

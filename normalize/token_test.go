@@ -116,3 +116,117 @@ func TestErrorNeverEchoesTokens(t *testing.T) {
 		t.Fatalf("token echoed: %s", b)
 	}
 }
+
+// Malformed token values are server failures, never cached tokens, and
+// the error never carries the value.
+func TestTokenEndpointMalformedTokens(t *testing.T) {
+	form := "application/x-www-form-urlencoded"
+	tests := []struct {
+		name string
+		ct   string
+		body string
+	}{
+		{"access_token with CRLF", jsonCT, `{"access_token":"SECRET\r\nX-Injected: 1","expires_in":0}`},
+		{"access_token with LF", jsonCT, `{"access_token":"SECRET\nmore"}`},
+		{"access_token with CR", jsonCT, `{"access_token":"SECRET\r"}`},
+		{"access_token with NUL", jsonCT, `{"access_token":"SECRET\u0000","expires_in":-1}`},
+		{"access_token with tab", jsonCT, `{"access_token":"SECRET\tx"}`},
+		{"access_token with space", jsonCT, `{"access_token":"SECRET x"}`},
+		{"access_token only spaces", jsonCT, `{"access_token":"   "}`},
+		{"access_token with DEL", jsonCT, `{"access_token":"SECRET\u007f"}`},
+		{"access_token non-ASCII", jsonCT, `{"access_token":"SECRETé"}`},
+		{"access_token empty", jsonCT, `{"access_token":""}`},
+		{"form access_token with CRLF", form, `access_token=SECRET%0D%0Ax&token_type=bearer`},
+		{"form access_token with NUL", form, `access_token=SECRET%00`},
+		{"refresh_token with LF", jsonCT, `{"access_token":"A","refresh_token":"SECRET\nx"}`},
+		{"refresh_token with NUL", jsonCT, `{"access_token":"A","refresh_token":"SECRET\u0000"}`},
+		{"refresh_token with tab", jsonCT, `{"access_token":"A","refresh_token":"SECRET\t"}`},
+		{"refresh_token non-ASCII", jsonCT, `{"access_token":"A","refresh_token":"SECRET\u00a0"}`},
+		{"token_type with space", jsonCT, `{"access_token":"A","token_type":"Bearer x"}`},
+		{"token_type with CRLF", jsonCT, `{"access_token":"A","token_type":"Bearer\r\nX: y"}`},
+		{"token_type with NUL", jsonCT, `{"access_token":"A","token_type":"Bearer\u0000"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok, e := TokenEndpoint(200, hdr("Content-Type", tt.ct), []byte(tt.body), nil)
+			if tok != nil || e == nil {
+				t.Fatalf("got token %+v, want error", tok)
+			}
+			if e.Code != "server_error" || e.Class != Transient || e.Status != 200 {
+				t.Fatalf("got code=%q class=%v status=%d", e.Code, e.Class, e.Status)
+			}
+			if e.Description == "" || strings.Contains(e.Description, "SECRET") || strings.Contains(string(ErrorJSON(e)), "SECRET") {
+				t.Fatalf("description %q", e.Description)
+			}
+		})
+	}
+	_, e := TokenEndpoint(200, hdr("Content-Type", jsonCT), []byte(`{"access_token":"SECRET\r\n"}`), nil)
+	if want := "access_token contains characters not allowed in a bearer token (RFC 6750 §2.1)"; e == nil || e.Description != want {
+		t.Fatalf("got %+v, want description %q", e, want)
+	}
+}
+
+func TestTokenEndpointValidTokens(t *testing.T) {
+	tests := []struct {
+		name, body             string
+		access, refresh, ttype string
+	}{
+		{"b64token", `{"access_token":"abc-._~+/XYZ09=="}`, "abc-._~+/XYZ09==", "", "Bearer"},
+		{"jwt", `{"access_token":"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"}`, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "", "Bearer"},
+		{"lenient VCHAR", `{"access_token":"a!\"#$%&'()*,:;<>?@[\\]^{|}"}`, "a!\"#$%&'()*,:;<>?@[\\]^{|}", "", "Bearer"},
+		{"refresh_token with space (VSCHAR)", `{"access_token":"A","refresh_token":"r t ~"}`, "A", "r t ~", "Bearer"},
+		{"dpop token_type", `{"access_token":"A","token_type":"DPoP"}`, "A", "", "DPoP"},
+		{"empty token_type", `{"access_token":"A","token_type":""}`, "A", "", "Bearer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok, e := TokenEndpoint(200, hdr("Content-Type", jsonCT), []byte(tt.body), nil)
+			if e != nil {
+				t.Fatal(e)
+			}
+			if tok.AccessToken != tt.access || tok.RefreshToken != tt.refresh || tok.TokenType != tt.ttype {
+				t.Fatalf("%+v", tok)
+			}
+		})
+	}
+}
+
+func TestTokenEndpointExpiresIn(t *testing.T) {
+	tests := []struct {
+		expiresIn string
+		want      int64
+		has       bool
+	}{
+		{`3600`, 3600, true},
+		{`"3600"`, 3600, true},
+		{`" 60 "`, 60, true},
+		{`1`, 1, true},
+		{`90.7`, 90, true},
+		{`0`, 0, false},
+		{`"0"`, 0, false},
+		{`-1`, 0, false},
+		{`"-3600"`, 0, false},
+		{`-0.5`, 0, false},
+		{`0.5`, 0, false},
+		{`"soon"`, 0, false},
+		{`null`, 0, false},
+		{`true`, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.expiresIn, func(t *testing.T) {
+			tok, e := TokenEndpoint(200, hdr("Content-Type", jsonCT), []byte(`{"access_token":"A","expires_in":`+tt.expiresIn+`}`), nil)
+			if e != nil {
+				t.Fatal(e)
+			}
+			if tok.ExpiresIn != tt.want || tok.HasExpiresIn != tt.has {
+				t.Fatalf("got %d/%v, want %d/%v", tok.ExpiresIn, tok.HasExpiresIn, tt.want, tt.has)
+			}
+		})
+	}
+	for _, body := range []string{`access_token=A&expires_in=0`, `access_token=A&expires_in=-5`} {
+		tok, e := TokenEndpoint(200, hdr("Content-Type", "application/x-www-form-urlencoded"), []byte(body), nil)
+		if e != nil || tok.HasExpiresIn || tok.ExpiresIn != 0 {
+			t.Fatalf("%s: %+v %v", body, tok, e)
+		}
+	}
+}
