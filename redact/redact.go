@@ -7,10 +7,12 @@ package redact
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 )
 
@@ -133,14 +135,76 @@ func Token(s string) string {
 	return "sha256:" + hex.EncodeToString(sum[:4])
 }
 
-// Scrub replaces every occurrence of each known secret in s. It is the
-// last line of defence for server-supplied text (an error_description
-// that echoes the refresh token it rejected).
+// minScrubLen is the shortest secret Scrub looks for: shorter strings
+// would match ordinary text.
+const minScrubLen = 4
+
+// Scrub replaces every occurrence of each known secret in s, and of the
+// encoded forms a server may echo (see Forms). It is the last line of
+// defence for server-supplied text (an error_description that echoes the
+// refresh token it rejected, or the Basic header it was sent). Secrets
+// shorter than 4 bytes are ignored.
 func Scrub(s string, secrets ...string) string {
+	var forms []string
+	seen := map[string]bool{}
 	for _, sec := range secrets {
-		if len(sec) >= 4 {
-			s = strings.ReplaceAll(s, sec, Redacted)
+		for _, f := range Forms(sec) {
+			if !seen[f] {
+				seen[f] = true
+				forms = append(forms, f)
+			}
 		}
 	}
+	// Longest first, so a form that contains another (padded base64
+	// over unpadded, an escaped form over the plain one) goes whole.
+	sort.SliceStable(forms, func(i, j int) bool { return len(forms[i]) > len(forms[j]) })
+	for _, f := range forms {
+		s = strings.ReplaceAll(s, f, Redacted)
+	}
 	return s
+}
+
+// Forms returns secret and the encodings of it that end up in requests
+// and may be echoed back: form and path escaping, and standard and
+// URL-safe base64, padded and unpadded. It returns nil for a secret
+// shorter than 4 bytes.
+func Forms(secret string) []string {
+	if len(secret) < minScrubLen {
+		return nil
+	}
+	b := []byte(secret)
+	return []string{
+		secret,
+		url.QueryEscape(secret),
+		url.PathEscape(secret),
+		base64.StdEncoding.EncodeToString(b),
+		base64.RawStdEncoding.EncodeToString(b),
+		base64.URLEncoding.EncodeToString(b),
+		base64.RawURLEncoding.EncodeToString(b),
+	}
+}
+
+// BasicCredentials is the HTTP Basic credentials value (without the
+// "Basic " scheme) for a client id and secret, built the way RFC 6749
+// §2.3.1 asks: each form-urlencoded, then joined with ':' and base64
+// encoded.
+func BasicCredentials(clientID, secret string) string {
+	return base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(clientID) + ":" + url.QueryEscape(secret)))
+}
+
+// ClientSecretForms returns the strings to pass to Scrub for a client
+// secret: the secret itself (Scrub adds its encodings) and the Basic
+// credentials values built from the client id and the secret, both the
+// RFC 6749 §2.3.1 one and the plain base64 of "id:secret" other clients
+// send. The base64 of the secret alone does not appear inside a Basic
+// value, which is why those are listed whole. Nil for an empty secret.
+func ClientSecretForms(clientID, secret string) []string {
+	if secret == "" {
+		return nil
+	}
+	return []string{
+		secret,
+		BasicCredentials(clientID, secret),
+		base64.StdEncoding.EncodeToString([]byte(clientID + ":" + secret)),
+	}
 }
