@@ -14,7 +14,6 @@ package oauthclient
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -104,7 +103,7 @@ func (c *Client) Token(ctx context.Context, creds Credentials, req Request) (*no
 	tok, oerr := normalize.TokenEndpoint(status, header, body, c.Aliases)
 	if oerr != nil {
 		// Server text reaches logs and clients: strip anything it echoed.
-		oerr.Description = redact.Scrub(oerr.Description, req.RefreshToken, creds.ClientSecret)
+		scrubError(oerr, creds, req.RefreshToken)
 		return nil, &Error{Endpoint: redact.URL(req.TokenEndpoint), Err: oerr}
 	}
 	return tok, nil
@@ -143,9 +142,40 @@ func (c *Client) newRequest(ctx context.Context, endpoint string, creds Credenti
 
 // basicCredentials encodes id and secret for HTTP Basic the way RFC 6749
 // §2.3.1 asks: each form-urlencoded first (a secret with ':' or non-ASCII
-// characters otherwise breaks at strict servers).
+// characters otherwise breaks at strict servers). redact builds the same
+// value to scrub it from server text.
 func basicCredentials(id, secret string) string {
-	return base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id) + ":" + url.QueryEscape(secret)))
+	return redact.BasicCredentials(id, secret)
+}
+
+// scrubError removes from the server-supplied text of e (description,
+// URI, vendor code, extension members) every form of the client secret
+// (plain, url-encoded, base64, the Basic credentials built from it) and
+// of tokens sent in the request, which a server may echo.
+func scrubError(e *normalize.Error, creds Credentials, tokens ...string) {
+	secrets := append(redact.ClientSecretForms(creds.ClientID, creds.ClientSecret), tokens...)
+	e.Description = redact.Scrub(e.Description, secrets...)
+	e.URI = redact.Scrub(e.URI, secrets...)
+	e.VendorCode = redact.Scrub(e.VendorCode, secrets...)
+	for k, v := range e.Extensions {
+		e.Extensions[k] = scrubValue(v, secrets)
+	}
+}
+
+func scrubValue(v any, secrets []string) any {
+	switch x := v.(type) {
+	case string:
+		return redact.Scrub(x, secrets...)
+	case map[string]any:
+		for k, val := range x {
+			x[k] = scrubValue(val, secrets)
+		}
+	case []any:
+		for i := range x {
+			x[i] = scrubValue(x[i], secrets)
+		}
+	}
+	return v
 }
 
 // do sends r with the client's timeout and reads at most MaxBodyBytes.

@@ -2,9 +2,14 @@ package oauthclient
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -100,5 +105,62 @@ func TestEchoedSecretsAreScrubbed(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "rt_very_secret_value") {
 		t.Fatalf("refresh token echoed in error: %v", err)
+	}
+}
+
+// An authorization server that echoes what it received (the Authorization
+// header, the form body) must not put the client secret or refresh token
+// into errors in any encoding.
+func TestEchoedEncodedSecretsAreScrubbed(t *testing.T) {
+	const id, secret, rt = "client:with space", "p@ss:w%rd+&=/?é~", "rt/with+special=chars"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		form, _ := url.ParseQuery(string(body))
+		got := form.Get("client_secret")
+		if _, pass, ok := r.BasicAuth(); ok {
+			got, _ = url.QueryUnescape(pass)
+		}
+		desc := fmt.Sprintf("bad client: authorization=%q body=%q secret_b64=%s secret_b64url=%s",
+			r.Header.Get("Authorization"), body, base64.StdEncoding.EncodeToString([]byte(got)), base64.RawURLEncoding.EncodeToString([]byte(got)))
+		out, _ := json.Marshal(map[string]any{
+			"error": "invalid_client", "error_description": desc,
+			"request": map[string]any{"authorization": r.Header.Get("Authorization"), "body": []any{string(body)}},
+		})
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write(out)
+	}))
+	defer srv.Close()
+	basic := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id) + ":" + url.QueryEscape(secret)))
+	forbidden := map[string]string{
+		"secret":                    secret,
+		"secret url-encoded":        url.QueryEscape(secret),
+		"secret path-escaped":       url.PathEscape(secret),
+		"secret base64":             base64.StdEncoding.EncodeToString([]byte(secret)),
+		"secret base64url":          base64.RawURLEncoding.EncodeToString([]byte(secret)),
+		"basic value":               basic,
+		"basic value url-encoded":   url.QueryEscape(basic),
+		"refresh token":             rt,
+		"refresh token url-encoded": url.QueryEscape(rt),
+	}
+	for _, method := range []string{AuthBasic, AuthPost} {
+		_, err := (&Client{}).Token(context.Background(), Credentials{ClientID: id, ClientSecret: secret, AuthMethod: method},
+			Request{TokenEndpoint: srv.URL, Grant: "refresh_token", RefreshToken: rt})
+		var oe *Error
+		if !errors.As(err, &oe) || oe.Err.Code != "invalid_client" {
+			t.Fatalf("%s: %v", method, err)
+		}
+		ext, _ := json.Marshal(oe.Err.Extensions)
+		for name, v := range forbidden {
+			if strings.Contains(err.Error(), v) {
+				t.Errorf("%s: %s in error: %v", method, name, err)
+			}
+			if strings.Contains(string(ext), v) {
+				t.Errorf("%s: %s in extensions: %s", method, name, ext)
+			}
+		}
+		if !strings.Contains(err.Error(), "REDACTED") || !strings.Contains(err.Error(), "bad client") {
+			t.Errorf("%s: unexpected error text: %v", method, err)
+		}
 	}
 }
