@@ -33,6 +33,6 @@ func (c *Client) Revoke(ctx context.Context, creds Credentials, endpoint, token,
 	if oerr == nil {
 		oerr = &normalize.Error{Code: "server_error", Status: status, Description: "unexpected revocation response", Class: normalize.Transient}
 	}
-	oerr.Description = redact.Scrub(oerr.Description, token, creds.ClientSecret)
+	scrubError(oerr, creds, token)
 	return &Error{Endpoint: redact.URL(endpoint), Err: oerr}
 }
