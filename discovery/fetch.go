@@ -40,10 +40,18 @@ type Options struct {
 	MaxBodyBytes int64
 	// AllowHTTP permits http:// metadata URLs (development and tests).
 	AllowHTTP bool
-	// AllowPrivate permits private, loopback and link-local destinations.
+	// AllowPrivate permits every private, loopback and link-local
+	// destination (169.254.169.254 included). For tests only: a gateway
+	// should allow exactly the hosts it needs with AllowHosts.
 	AllowPrivate bool
-	// AllowHosts are host names (or literal IPs) reachable even when
-	// they resolve to private addresses.
+	// AllowHosts are destinations reachable even when they resolve to
+	// private addresses. Each entry is "host" (that host name or literal
+	// IP, any port) or "host:port" (only that port; IPv6 as
+	// "[::1]:8443"). They match the host being dialed as written in the
+	// URL (case-insensitively, IPv6 zone and brackets ignored, literal
+	// IPs in canonical form), never what a name resolves to; malformed
+	// entries (see CheckAllowHost) match nothing. HostPortOf gives the
+	// entry for exactly one URL's host and port.
 	AllowHosts []string
 	// DefaultTTL is how long a document without Cache-Control max-age is
 	// cached (default 1h).
