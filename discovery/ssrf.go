@@ -66,13 +66,20 @@ func IsPrivateHost(host string) bool {
 // normalizeHost is the form hosts are compared in: lower case, without
 // brackets, IPv6 zone or trailing dot; literal IPs in canonical form.
 func normalizeHost(h string) string {
-	h = strings.ToLower(strings.TrimPrefix(strings.TrimSuffix(h, "]"), "["))
-	h, _, _ = strings.Cut(h, "%")
-	h = strings.TrimSuffix(h, ".")
-	if ip, err := netip.ParseAddr(h); err == nil {
-		return ip.Unmap().String()
+	// Repeated until nothing changes, so that normalizing a normalized
+	// host (an entry made by HostPortOf) is a no-op.
+	for {
+		n := strings.ToLower(strings.TrimPrefix(strings.TrimSuffix(h, "]"), "["))
+		n, _, _ = strings.Cut(n, "%")
+		n = strings.TrimRight(n, ".")
+		if ip, err := netip.ParseAddr(n); err == nil {
+			n = ip.Unmap().String()
+		}
+		if n == h {
+			return n
+		}
+		h = n
 	}
-	return h
 }
 
 // allowHost is one parsed Options.AllowHosts entry; port 0 is any port.
@@ -118,8 +125,9 @@ func CheckAllowHost(entry string) error {
 }
 
 // HostPortOf returns "host:port" for an absolute http(s) URL: the host
-// lower-cased without IPv6 zone (IPv6 bracketed), the port with the
-// scheme's default filled in (https 443, http 80). It is the
+// lower-cased without IPv6 zone or trailing dot (IPv6 bracketed, literal
+// IPs in canonical form), the port in decimal (1-65535) with the scheme's
+// default filled in (https 443, http 80). It is the
 // Options.AllowHosts entry that allows exactly that URL's origin.
 func HostPortOf(rawURL string) (string, error) {
 	u, err := parseHTTPURL(rawURL)
@@ -130,7 +138,11 @@ func HostPortOf(rawURL string) (string, error) {
 	if host == "" {
 		return "", fmt.Errorf("discovery: %q has no host", rawURL)
 	}
-	return net.JoinHostPort(host, portOf(u)), nil
+	port, err := strconv.Atoi(portOf(u))
+	if err != nil || port < 1 || port > 65535 {
+		return "", fmt.Errorf("discovery: %q has a bad port", rawURL)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
 
 // allowed reports whether the dialed host and port (as in the URL) match

@@ -179,6 +179,8 @@ func TestHostPortOf(t *testing.T) {
 		"http://[::1]:8080/":             "[::1]:8080",
 		"https://[FE80::1%25eth0]/":      "[fe80::1]:443",
 		"http://127.0.0.1:9000/.well-kn": "127.0.0.1:9000",
+		"http://127.0.0.1:0080/":         "127.0.0.1:80",
+		"https://r.example.:8443":        "r.example:8443",
 	}
 	for in, want := range tests {
 		got, err := HostPortOf(in)
@@ -192,9 +194,35 @@ func TestHostPortOf(t *testing.T) {
 			t.Errorf("HostPortOf(%q) = %q does not parse back: %+v %v", in, got, a, err)
 		}
 	}
-	for _, bad := range []string{"", "/relative", "ftp://x/", "https://", "r.example:443", "https://u:p@r.example/"} {
+	for _, bad := range []string{"", "/relative", "ftp://x/", "https://", "r.example:443", "https://u:p@r.example/", "http://r.example:0/", "http://r.example:65536/", "http://../"} {
 		if got, err := HostPortOf(bad); err == nil {
 			t.Errorf("HostPortOf(%q) = %q, want an error", bad, got)
 		}
 	}
+}
+
+// HostPortOf's result, used as an AllowHosts entry, allows the URL it
+// came from, and only that port.
+func FuzzHostPortOf(f *testing.F) {
+	for _, s := range []string{"https://r.example/mcp", "http://[::1%25lo]:8080/", "https://[FE80::1%25eth0]/", "http://127.0.0.1:0443", "https://R.EXAMPLE.:8443"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		hp, err := HostPortOf(raw)
+		if err != nil {
+			return
+		}
+		a, err := parseAllowHost(hp)
+		if err != nil {
+			t.Fatalf("HostPortOf(%q) = %q, not an entry: %v", raw, hp, err)
+		}
+		u, _ := parseHTTPURL(raw)
+		entries := []allowHost{a}
+		if !allowedHost(entries, u.Hostname(), portOf(u)) {
+			t.Fatalf("entry %q does not allow %q", hp, raw)
+		}
+		if a.port != 0 && allowedHost(entries, u.Hostname(), strconv.Itoa(a.port%65535+1)) {
+			t.Fatalf("entry %q allows another port", hp)
+		}
+	})
 }
