@@ -57,9 +57,10 @@ type Options struct {
 	// MaxCacheEntries bounds the number of cached URLs, documents and
 	// misses together (default 64).
 	MaxCacheEntries int
-	// MaxCacheBytes bounds the total size of cached documents (default
-	// 4 MiB); the least recently used are evicted to stay under it, and
-	// a document larger than it is not cached.
+	// MaxCacheBytes bounds the total size of the cache, documents and
+	// their URLs (default 4 MiB); the least recently used entries are
+	// evicted to stay under it, and a document larger than it is not
+	// cached.
 	MaxCacheBytes int64
 	// DefaultTTL is how long a document without Cache-Control max-age is
 	// cached (default 1h).
