@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -40,11 +41,27 @@ type Options struct {
 	MaxBodyBytes int64
 	// AllowHTTP permits http:// metadata URLs (development and tests).
 	AllowHTTP bool
-	// AllowPrivate permits private, loopback and link-local destinations.
+	// AllowPrivate permits every private, loopback and link-local
+	// destination (169.254.169.254 included). For tests only: a gateway
+	// should allow exactly the hosts it needs with AllowHosts.
 	AllowPrivate bool
-	// AllowHosts are host names (or literal IPs) reachable even when
-	// they resolve to private addresses.
+	// AllowHosts are destinations reachable even when they resolve to
+	// private addresses. Each entry is "host" (that host name or literal
+	// IP, any port) or "host:port" (only that port; IPv6 as
+	// "[::1]:8443"). They match the host being dialed as written in the
+	// URL (case-insensitively, IPv6 zone and brackets ignored, literal
+	// IPs in canonical form), never what a name resolves to; malformed
+	// entries (see CheckAllowHost) match nothing. HostPortOf gives the
+	// entry for exactly one URL's host and port.
 	AllowHosts []string
+	// MaxCacheEntries bounds the number of cached URLs, documents and
+	// misses together (default 64).
+	MaxCacheEntries int
+	// MaxCacheBytes bounds the total size of the cache, documents and
+	// their URLs (default 4 MiB); the least recently used entries are
+	// evicted to stay under it, and a document larger than it is not
+	// cached.
+	MaxCacheBytes int64
 	// DefaultTTL is how long a document without Cache-Control max-age is
 	// cached (default 1h).
 	DefaultTTL time.Duration
@@ -57,18 +74,31 @@ type Options struct {
 
 // Client fetches and validates metadata, with a cache. Create it with
 // NewClient; it is safe for concurrent use.
+//
+// Only documents that were validated (accepted for what was asked) are
+// cached, and misses as an empty entry; the cache is a bounded LRU (see
+// MaxCacheEntries, MaxCacheBytes).
 type Client struct {
 	Options
 	httpClient *http.Client
 	flight     singleflight.Group
-	mu         sync.Mutex
-	cache      map[string]cached
+	mu         sync.Mutex // guards cache and bytes
+	cache      *simplelru.LRU[string, cached]
+	bytes      int64 // cost of the cached entries (keys and bodies)
 }
 
 type cached struct {
 	body    []byte // nil: a miss, cached briefly so a chain does not refetch
 	expires time.Time
 }
+
+// fetched is the shared result of one network fetch.
+type fetched struct {
+	body []byte
+	ttl  time.Duration
+}
+
+func entryCost(key string, e cached) int64 { return int64(len(key) + len(e.body)) }
 
 // NewClient returns a Client with the options' defaults filled in.
 func NewClient(c Options) *Client {
@@ -84,7 +114,16 @@ func NewClient(c Options) *Client {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	out := &Client{Options: c, cache: map[string]cached{}}
+	if c.MaxCacheEntries <= 0 {
+		c.MaxCacheEntries = 64
+	}
+	if c.MaxCacheBytes <= 0 {
+		c.MaxCacheBytes = 4 << 20
+	}
+	out := &Client{Options: c}
+	// The callback runs under out.mu: every cache call is made with it
+	// held.
+	out.cache, _ = simplelru.NewLRU(c.MaxCacheEntries, func(k string, e cached) { out.bytes -= entryCost(k, e) })
 	out.httpClient = &http.Client{
 		Transport: &http.Transport{
 			DialContext:           guardedDialer(c.Timeout, c.AllowPrivate, c.AllowHosts),
@@ -112,21 +151,27 @@ func (c *Client) HTTPClient() *http.Client { return c.httpClient }
 // Invalidate drops url from the cache.
 func (c *Client) Invalidate(u string) {
 	c.mu.Lock()
-	delete(c.cache, u)
+	c.cache.Remove(u)
 	c.mu.Unlock()
 }
 
 // get returns the body of a usable (200, JSON) response for u, or nil for
-// a miss. Both are cached; errors that are not misses are returned.
-func (c *Client) get(ctx context.Context, u string) ([]byte, error) {
+// a miss, and whether it came from the cache. A fetched miss is cached
+// here; a fetched body is not: the caller stores it with the returned TTL
+// once it has validated it. Errors that are not misses are returned.
+// Concurrent gets of one URL share a fetch.
+func (c *Client) get(ctx context.Context, u string) (body []byte, ttl time.Duration, hit bool, err error) {
 	if err := c.checkURL(u); err != nil {
-		return nil, err
+		return nil, 0, false, err
 	}
 	now := c.Now()
 	c.mu.Lock()
-	if e, ok := c.cache[u]; ok && now.Before(e.expires) {
-		c.mu.Unlock()
-		return e.body, nil
+	if e, ok := c.cache.Get(u); ok {
+		if now.Before(e.expires) {
+			c.mu.Unlock()
+			return e.body, 0, true, nil
+		}
+		c.cache.Remove(u)
 	}
 	c.mu.Unlock()
 
@@ -135,15 +180,58 @@ func (c *Client) get(ctx context.Context, u string) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.mu.Lock()
-		c.cache[u] = cached{body: body, expires: c.Now().Add(ttl)}
-		c.mu.Unlock()
-		return body, nil
+		if body == nil {
+			c.store(u, nil, ttl)
+		}
+		return fetched{body, ttl}, nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, 0, false, err
 	}
-	return v.([]byte), nil
+	f := v.(fetched)
+	return f.body, f.ttl, false, nil
+}
+
+// store caches body (nil: a miss) for u for ttl, within the cache's
+// bounds: the least recently used entries are evicted until the total
+// cost is within MaxCacheBytes; an entry that alone exceeds it is not
+// cached.
+func (c *Client) store(u string, body []byte, ttl time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cache.Remove(u)
+	e := cached{body: body, expires: c.Now().Add(ttl)}
+	cost := entryCost(u, e)
+	if ttl <= 0 || cost > c.MaxCacheBytes {
+		return
+	}
+	c.cache.Add(u, e) // may evict the oldest entry (the callback adjusts c.bytes)
+	c.bytes += cost
+	for c.bytes > c.MaxCacheBytes {
+		if _, _, ok := c.cache.RemoveOldest(); !ok {
+			break
+		}
+	}
+}
+
+// cacheBytes is the total size of the cached bodies (for tests).
+func (c *Client) cacheBytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var n int64
+	for _, k := range c.cache.Keys() {
+		if e, ok := c.cache.Peek(k); ok {
+			n += int64(len(e.body))
+		}
+	}
+	return n
+}
+
+// cacheLen is the number of cached entries (for tests).
+func (c *Client) cacheLen() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cache.Len()
 }
 
 func (c *Client) checkURL(u string) error {
@@ -289,7 +377,7 @@ func firstValid[T any](ctx context.Context, c *Client, urls []string, what strin
 	var zero T
 	var firstMismatch error
 	for _, u := range urls {
-		body, err := c.get(ctx, u)
+		body, ttl, hit, err := c.get(ctx, u)
 		if err != nil {
 			if errors.Is(err, ErrBlockedDestination) {
 				return zero, "", err
@@ -303,6 +391,10 @@ func firstValid[T any](ctx context.Context, c *Client, urls []string, what strin
 		var ve *ValidationError
 		switch {
 		case err == nil:
+			if !hit {
+				// Only validated documents are cached.
+				c.store(u, body, ttl)
+			}
 			return doc, u, nil
 		case errors.As(err, &ve) && firstMismatch == nil:
 			firstMismatch = err

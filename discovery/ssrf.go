@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -35,9 +35,12 @@ var blockedPrefixes = []netip.Prefix{
 	netip.MustParsePrefix("ff00::/8"),
 }
 
-// IsPrivateAddr reports whether ip is in a blocked range.
+// IsPrivateAddr reports whether ip is in a blocked range. An IPv6 zone
+// ("fe80::1%eth0") is ignored: the address is judged without it.
 func IsPrivateAddr(ip netip.Addr) bool {
-	ip = ip.Unmap()
+	// netip.Prefix.Contains is false for any zoned address, so the zone
+	// must go before the checks.
+	ip = ip.WithZone("").Unmap()
 	for _, p := range blockedPrefixes {
 		if p.Contains(ip) {
 			return true
@@ -46,8 +49,9 @@ func IsPrivateAddr(ip netip.Addr) bool {
 	return false
 }
 
-// IsPrivateHost reports whether host is a literal private address or a
-// name that conventionally is one ("localhost").
+// IsPrivateHost reports whether host is a literal private address (with
+// or without brackets or an IPv6 zone) or a name that conventionally is
+// one ("localhost").
 func IsPrivateHost(host string) bool {
 	h := strings.TrimSuffix(strings.ToLower(host), ".")
 	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
@@ -59,18 +63,125 @@ func IsPrivateHost(host string) bool {
 	return false
 }
 
+// normalizeHost is the form hosts are compared in: lower case, without
+// brackets, IPv6 zone or trailing dot; literal IPs in canonical form.
+func normalizeHost(h string) string {
+	// Repeated until nothing changes, so that normalizing a normalized
+	// host (an entry made by HostPortOf) is a no-op.
+	for {
+		n := strings.ToLower(strings.TrimPrefix(strings.TrimSuffix(h, "]"), "["))
+		n, _, _ = strings.Cut(n, "%")
+		n = strings.TrimRight(n, ".")
+		if ip, err := netip.ParseAddr(n); err == nil {
+			n = ip.Unmap().String()
+		}
+		if n == h {
+			return n
+		}
+		h = n
+	}
+}
+
+// allowHost is one parsed Options.AllowHosts entry; port 0 is any port.
+type allowHost struct {
+	host string
+	port int
+}
+
+// parseAllowHost parses "host", "host:port", "[v6]" or "[v6]:port".
+func parseAllowHost(entry string) (allowHost, error) {
+	entry = strings.TrimSpace(entry)
+	host, port, err := net.SplitHostPort(entry)
+	if err != nil {
+		// No port: the whole entry is the host (an IPv6 literal may
+		// come without brackets).
+		if strings.HasSuffix(entry, ":") {
+			return allowHost{}, fmt.Errorf("discovery: allowed host %q: empty port", entry)
+		}
+		host, port = entry, ""
+	} else if port == "" {
+		return allowHost{}, fmt.Errorf("discovery: allowed host %q: empty port", entry)
+	}
+	a := allowHost{host: normalizeHost(host)}
+	if a.host == "" {
+		return allowHost{}, fmt.Errorf("discovery: allowed host %q: empty host", entry)
+	}
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return allowHost{}, fmt.Errorf("discovery: allowed host %q: bad port", entry)
+		}
+		a.port = n
+	}
+	return a, nil
+}
+
+// CheckAllowHost reports whether entry is a well-formed Options.AllowHosts
+// entry ("host", "host:port", "[::1]" or "[::1]:8443"). Malformed entries
+// are ignored by the client (they allow nothing).
+func CheckAllowHost(entry string) error {
+	_, err := parseAllowHost(entry)
+	return err
+}
+
+// HostPortOf returns "host:port" for an absolute http(s) URL: the host
+// lower-cased without IPv6 zone or trailing dot (IPv6 bracketed, literal
+// IPs in canonical form), the port in decimal (1-65535) with the scheme's
+// default filled in (https 443, http 80). It is the
+// Options.AllowHosts entry that allows exactly that URL's origin.
+func HostPortOf(rawURL string) (string, error) {
+	u, err := parseHTTPURL(rawURL)
+	if err != nil {
+		return "", fmt.Errorf("discovery: %w", err)
+	}
+	host := normalizeHost(u.Hostname())
+	if host == "" {
+		return "", fmt.Errorf("discovery: %q has no host", rawURL)
+	}
+	port, err := strconv.Atoi(portOf(u))
+	if err != nil || port < 1 || port > 65535 {
+		return "", fmt.Errorf("discovery: %q has a bad port", rawURL)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
+}
+
+// allowed reports whether the dialed host and port (as in the URL) match
+// an entry.
+func allowedHost(entries []allowHost, host, port string) bool {
+	if len(entries) == 0 {
+		return false
+	}
+	h := normalizeHost(host)
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		p = -1
+	}
+	for _, a := range entries {
+		if a.host == h && (a.port == 0 || a.port == p) {
+			return true
+		}
+	}
+	return false
+}
+
 // guardedDialer returns a DialContext that refuses private addresses
-// unless allowPrivate, or the host being dialed is in allowHosts. The
-// check runs on the resolved address at connect time, so DNS rebinding
-// cannot slip past it.
+// unless allowPrivate, or the host and port being dialed match an entry
+// of allowHosts. The check runs on the resolved address at connect time,
+// so DNS rebinding cannot slip past it.
 func guardedDialer(timeout time.Duration, allowPrivate bool, allowHosts []string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	d := &net.Dialer{Timeout: timeout}
+	var entries []allowHost
+	for _, e := range allowHosts {
+		if a, err := parseAllowHost(e); err == nil {
+			entries = append(entries, a)
+		}
+	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		host, _, err := net.SplitHostPort(addr)
+		host, port, err := net.SplitHostPort(addr)
 		if err != nil {
 			return nil, err
 		}
-		allowed := allowPrivate || slices.Contains(allowHosts, strings.ToLower(host))
+		allowed := allowPrivate || allowedHost(entries, host, port)
 		dd := *d
 		dd.Control = func(_, address string, _ syscall.RawConn) error {
 			if allowed {

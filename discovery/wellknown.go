@@ -15,7 +15,7 @@ func ProtectedResourceMetadataURLs(resource string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discovery: resource: %w", err)
 	}
-	root := u.Scheme + "://" + u.Host + "/.well-known/oauth-protected-resource"
+	root := originString(u) + "/.well-known/oauth-protected-resource"
 	path := strings.TrimSuffix(u.EscapedPath(), "/")
 	if path == "" {
 		return []string{root}, nil
@@ -39,7 +39,7 @@ func AuthorizationServerMetadataURLs(issuer string) ([]string, error) {
 	if u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("discovery: issuer %q must not have a query or fragment (RFC 8414 §2)", issuer)
 	}
-	origin := u.Scheme + "://" + u.Host
+	origin := originString(u)
 	path := strings.TrimSuffix(u.EscapedPath(), "/")
 	if path == "" {
 		return []string{
@@ -52,6 +52,12 @@ func AuthorizationServerMetadataURLs(issuer string) ([]string, error) {
 		origin + "/.well-known/openid-configuration" + path,
 		origin + path + "/.well-known/openid-configuration",
 	}, nil
+}
+
+// originString is scheme://host[:port] of u as it appears in a URL (an
+// IPv6 zone escaped as %25).
+func originString(u *url.URL) string {
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host}).String()
 }
 
 func parseHTTPURL(raw string) (*url.URL, error) {
