@@ -24,8 +24,11 @@ func init() {
 //	GET  /oauth_gateway/credentials                    redacted list
 //	GET  /oauth_gateway/credentials/<id>               one credential
 //	POST /oauth_gateway/credentials/<id>/refresh       obtain a new token now
-//	POST /oauth_gateway/credentials/<id>/revoke        RFC 7009 revoke, then forget
-//	PUT  /oauth_gateway/credentials/<id>/refresh_token {"refresh_token":"..."}: re-seed
+//	POST /oauth_gateway/credentials/<id>/revoke        RFC 7009 revoke at the pinned issuer, then forget;
+//	                                                   409 and no change without a revocation endpoint
+//	POST /oauth_gateway/credentials/<id>/revoke?forget=true   forget locally, revoke nothing
+//	PUT  /oauth_gateway/credentials/<id>/refresh_token {"refresh_token":"..."}: re-seed (keeps the pin)
+//	POST /oauth_gateway/credentials/<id>/unpin         {"issuer":"https://..."}: bind to another issuer
 //	GET  /oauth_gateway/events                         server-sent events of changes
 //
 // No response ever contains a token or secret.
@@ -86,6 +89,9 @@ func (adminAPI) handleList(w http.ResponseWriter, r *http.Request) error {
 func (adminAPI) handleCredential(w http.ResponseWriter, r *http.Request) error {
 	rest := strings.TrimPrefix(r.URL.Path, "/oauth_gateway/credentials/")
 	id, action, _ := strings.Cut(rest, "/")
+	if hasControl(id) {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("credential id contains control characters")}
+	}
 	creds := findCredentials(id)
 	if id == "" || len(creds) == 0 {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no credential %q", id)}
@@ -106,25 +112,38 @@ func (adminAPI) handleCredential(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, creds[0].Status())
 
 	case action == "revoke" && r.Method == http.MethodPost:
-		var errs []error
-		for _, c := range creds {
-			errs = append(errs, c.Revoke(ctx))
-		}
-		if err := errors.Join(errs...); err != nil {
-			return caddy.APIError{HTTPStatus: http.StatusBadGateway, Err: fmt.Errorf("credential forgotten; revocation: %v", err)}
-		}
-		return writeJSON(w, http.StatusOK, creds[0].Status())
+		return revoke(ctx, w, r, creds)
 
 	case action == "refresh_token" && (r.Method == http.MethodPut || r.Method == http.MethodPost):
 		var body struct {
 			RefreshToken string `json:"refresh_token"`
 		}
-		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&body); err != nil || body.RefreshToken == "" {
+		if err := decodeAdminBody(r, &body); err != nil || body.RefreshToken == "" {
 			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`body must be {"refresh_token":"..."}`)}
+		}
+		if hasControl(body.RefreshToken) {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("refresh_token contains control characters")}
 		}
 		for _, c := range creds {
 			if err := c.Replace(ctx, body.RefreshToken); err != nil {
 				return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
+			}
+		}
+		return writeJSON(w, http.StatusOK, creds[0].Status())
+
+	case action == "unpin" && r.Method == http.MethodPost:
+		var body struct {
+			Issuer string `json:"issuer"`
+		}
+		if err := decodeAdminBody(r, &body); err != nil || body.Issuer == "" {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`body must be {"issuer":"https://..."}`)}
+		}
+		if hasControl(body.Issuer) || checkURL("issuer", body.Issuer, true) != nil {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("issuer must be an absolute http(s) URL")}
+		}
+		for _, c := range creds {
+			if err := c.Unpin(ctx, body.Issuer); err != nil {
+				return caddy.APIError{HTTPStatus: http.StatusConflict, Err: err}
 			}
 		}
 		return writeJSON(w, http.StatusOK, creds[0].Status())
@@ -199,6 +218,47 @@ func (adminAPI) handleEvents(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 	}
+}
+
+// revoke revokes at the pinned issuer and forgets, or changes nothing;
+// with ?forget=true it forgets locally without revoking.
+func revoke(ctx context.Context, w http.ResponseWriter, r *http.Request, creds []*tokenstore.Credential) error {
+	if r.URL.Query().Get("forget") == "true" {
+		for _, c := range creds {
+			if err := c.Forget(ctx); err != nil {
+				return caddy.APIError{HTTPStatus: http.StatusBadGateway, Err: fmt.Errorf("forgetting: %v", err)}
+			}
+		}
+		return writeJSON(w, http.StatusOK, creds[0].Status())
+	}
+	var result tokenstore.RevokeResult
+	for _, c := range creds {
+		res, err := c.Revoke(ctx)
+		switch {
+		case errors.Is(err, tokenstore.ErrNoRevocationEndpoint):
+			return caddy.APIError{HTTPStatus: http.StatusConflict, Err: fmt.Errorf(
+				"nothing was revoked or changed: %v. Set revocation_endpoint, or POST .../revoke?forget=true to drop the credential locally without revoking it", err)}
+		case err != nil:
+			return caddy.APIError{HTTPStatus: http.StatusBadGateway, Err: fmt.Errorf("nothing was changed: revocation failed: %v", err)}
+		}
+		result = res
+	}
+	return writeJSON(w, http.StatusOK, struct {
+		tokenstore.Status
+		Revocation tokenstore.RevokeResult `json:"revocation"`
+	}{creds[0].Status(), result})
+}
+
+// decodeAdminBody reads a small JSON body.
+func decodeAdminBody(r *http.Request, v any) error {
+	return json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(v)
+}
+
+// hasControl reports control characters (CR, LF, NUL, ...), refused in
+// admin input so nothing an operator pastes can split a log line or a
+// header.
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {

@@ -1,18 +1,17 @@
 package caddymodule
 
 import (
-	"strconv"
+	"fmt"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
-	"github.com/oauthgw/caddy-oauth-gateway/redact"
-	"github.com/oauthgw/caddy-oauth-gateway/tokenstore/redisbackend"
+	"github.com/oauthgw/caddy-oauth-gateway/discovery"
 )
 
 func init() {
@@ -35,275 +34,191 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		resource        <url>
 //		token_endpoint  <url>
 //		issuer          <url>
-//		discovery_allow_hosts <host> [<host>...]
+//		trusted_issuers <url> [<url>...]
+//		discovery_allow_hosts <host[:port]> [<host[:port]>...]
 //		revocation_endpoint <url>
 //		client_id       <id>
 //		client_secret   <secret>
-//		client_auth     basic|post
+//		client_auth     basic|post|client_secret_basic|client_secret_post
 //		grant           client_credentials|refresh_token
 //		refresh_token   <token>
 //		scope           <scope> [<scope>...]
+//		max_scope       <scope> [<scope>...]
+//		resource_parameter on|off
 //		max_replay_body <size>
 //		timeout         <duration>
+//		token_wait      <duration>
 //		upstream_errors slack
 //		error_alias     <vendor_code> <standard_code>
 //		insecure_allow_http
 //	}
 //
-// Secrets may be placeholders such as {env.CLIENT_SECRET}.
+// Every value may be a placeholder such as {env.CLIENT_SECRET}; secrets
+// should be. A subdirective that takes one value may be given once.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
+	h.Source = fmt.Sprintf("%s:%d", d.File(), d.Line())
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	seen := map[string]int{}
 	for d.NextBlock(0) {
 		name := d.Val()
-		switch name {
-		case "resource", "token_endpoint", "issuer", "revocation_endpoint", "client_id", "client_secret", "client_auth", "grant", "refresh_token":
-			val, err := singleArg(d)
-			if err != nil {
-				return err
+		if _, repeatable := repeatableSubdirectives[name]; !repeatable {
+			if line, dup := seen[name]; dup {
+				return d.Errf("%s: given twice (first on line %d); give it once", name, line)
 			}
-			switch name {
-			case "resource":
-				h.Resource = val
-			case "token_endpoint":
-				h.TokenEndpoint = val
-			case "issuer":
-				h.Issuer = val
-			case "revocation_endpoint":
-				h.RevocationEndpoint = val
-			case "client_id":
-				h.ClientID = val
-			case "client_secret":
-				h.ClientSecret = val
-			case "client_auth":
-				if val != "basic" && val != "post" {
-					return d.Errf("client_auth: unknown method %q (want basic or post)", val)
-				}
-				h.ClientAuth = val
-			case "grant":
-				if val != "client_credentials" && val != "refresh_token" {
-					return d.Errf("grant: unknown grant %q (want client_credentials or refresh_token)", val)
-				}
-				h.Grant = val
-			case "refresh_token":
-				h.RefreshToken = val
-			}
-		case "scope":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			for _, a := range args {
-				h.Scopes = append(h.Scopes, strings.Fields(a)...)
-			}
-		case "max_replay_body":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			size, err := humanize.ParseBytes(d.Val())
-			if err != nil {
-				return d.Errf("max_replay_body: invalid size %q: %v", d.Val(), err)
-			}
-			h.MaxReplayBody = int64(size)
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		case "timeout":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil {
-				return d.Errf("timeout: %v", err)
-			}
-			h.Timeout = caddy.Duration(dur)
-		case "discovery_allow_hosts":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			h.DiscoveryAllowHosts = append(h.DiscoveryAllowHosts, args...)
-		case "upstream_errors":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			h.UpstreamErrors = append(h.UpstreamErrors, args...)
-		case "error_alias":
-			if err := parseErrorAlias(d, &h.ErrorAliases); err != nil {
-				return err
-			}
-		case "insecure_allow_http":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			h.InsecureAllowHTTP = true
-		default:
-			return d.Errf("unrecognized subdirective %s", name)
+			seen[name] = d.Line()
+		}
+		if err := h.unmarshalSubdirective(d, name); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// parseGlobalOption parses the oauth_gateway global option:
-//
-//	oauth_gateway {
-//		storage memory | file [<dir>] | caddy
-//		storage redis <redis-url> [<redis-url>...] {
-//			username <name>
-//			password <password>
-//			db <n>
-//			tls
-//			sentinel <master-name>
-//			sentinel_password <password>
-//			cluster
-//			key_prefix <prefix>
-//		}
-//		encryption_key <base64 32 bytes> [<older keys>...]
-//		insecure_plaintext
-//		cache_size <n>
-//		refresh_skew <duration>
-//	}
-func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
-	app := new(App)
-	d.Next() // option name
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		switch d.Val() {
-		case "storage":
-			if !d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			sc := &StorageConfig{Type: d.Val()}
-			switch sc.Type {
-			case "memory", "caddy":
-				if d.NextArg() {
-					return nil, d.ArgErr()
-				}
-			case "file":
-				if d.NextArg() {
-					sc.Dir = d.Val()
-				}
-				if d.NextArg() {
-					return nil, d.ArgErr()
-				}
-			case "redis":
-				rc, err := parseRedis(d)
-				if err != nil {
-					return nil, err
-				}
-				sc.Redis = rc
-			default:
-				return nil, d.Errf("storage: unknown type %q (want memory, file, caddy or redis)", sc.Type)
-			}
-			app.Storage = sc
-		case "insecure_plaintext":
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			app.InsecurePlaintext = true
-		case "encryption_key":
-			keys := d.RemainingArgs()
-			if len(keys) == 0 {
-				return nil, d.ArgErr()
-			}
-			app.EncryptionKeys = append(app.EncryptionKeys, keys...)
-		case "cache_size":
-			if !d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			n, err := strconv.Atoi(d.Val())
-			if err != nil || n <= 0 {
-				return nil, d.Errf("cache_size: want a positive integer, got %q", d.Val())
-			}
-			app.CacheSize = n
-		case "refresh_skew":
-			if !d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil || dur < 0 {
-				return nil, d.Errf("refresh_skew: invalid duration %q", d.Val())
-			}
-			app.RefreshSkew = caddy.Duration(dur)
-		default:
-			return nil, d.Errf("unrecognized subdirective %s", d.Val())
-		}
-	}
-	// Literal keys are checked now; placeholders at provisioning.
-	var literal []string
-	for _, k := range app.EncryptionKeys {
-		if !strings.Contains(k, "{") {
-			literal = append(literal, k)
-		}
-	}
-	if _, err := decodeKeys(literal); err != nil {
-		return nil, d.Err(err.Error())
-	}
-	return httpcaddyfile.App{
-		Name:  "oauth_gateway",
-		Value: caddyconfig.JSON(app, nil),
-	}, nil
+// handlerSubdirectives are every subdirective the handler accepts; the
+// repeatable ones add to a list.
+var handlerSubdirectives = []string{"resource", "token_endpoint", "issuer", "trusted_issuers", "discovery_allow_hosts",
+	"revocation_endpoint", "client_id", "client_secret", "client_auth", "grant", "refresh_token", "scope", "max_scope",
+	"resource_parameter", "max_replay_body", "timeout", "token_wait", "upstream_errors", "error_alias", "insecure_allow_http"}
+
+var repeatableSubdirectives = map[string]struct{}{
+	"scope": {}, "max_scope": {}, "trusted_issuers": {}, "discovery_allow_hosts": {}, "upstream_errors": {}, "error_alias": {},
 }
 
-// parseRedis parses `storage redis <url>... { ... }`.
-func parseRedis(d *caddyfile.Dispenser) (*redisbackend.Config, error) {
-	rc := &redisbackend.Config{URLs: d.RemainingArgs()}
-	if len(rc.URLs) == 0 {
-		return nil, d.Err("storage redis: at least one redis:// or rediss:// URL is required")
-	}
-	for _, u := range rc.URLs {
-		if !strings.HasPrefix(u, "redis://") && !strings.HasPrefix(u, "rediss://") && !strings.HasPrefix(u, "{") {
-			return nil, d.Errf("storage redis: %q is not a redis:// or rediss:// URL", redact.URL(u))
+func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, name string) error {
+	switch name {
+	case "resource", "token_endpoint", "issuer", "revocation_endpoint", "client_id", "client_secret", "client_auth",
+		"grant", "refresh_token", "resource_parameter":
+		val, err := singleArg(d)
+		if err != nil {
+			return err
 		}
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		name := d.Val()
+		return h.setSingle(d, name, val)
+	case "scope", "max_scope", "trusted_issuers", "discovery_allow_hosts", "upstream_errors":
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.ArgErr()
+		}
 		switch name {
-		case "username", "password", "sentinel", "sentinel_password", "key_prefix", "db":
-			val, err := singleArg(d)
-			if err != nil {
-				return nil, err
+		case "scope":
+			for _, a := range args {
+				h.Scopes = append(h.Scopes, strings.Fields(a)...)
 			}
-			switch name {
-			case "username":
-				rc.Username = val
-			case "password":
-				rc.Password = val
-			case "sentinel":
-				rc.SentinelMaster = val
-			case "sentinel_password":
-				rc.SentinelPassword = val
-			case "key_prefix":
-				rc.KeyPrefix = val
-			case "db":
-				n, err := strconv.Atoi(val)
-				if err != nil || n < 0 {
-					return nil, d.Errf("db: want a database number, got %q", val)
+		case "max_scope":
+			for _, a := range args {
+				h.MaxScope = append(h.MaxScope, strings.Fields(a)...)
+			}
+		case "trusted_issuers":
+			h.TrustedIssuers = append(h.TrustedIssuers, args...)
+		case "discovery_allow_hosts":
+			for _, a := range args {
+				if err := discovery.CheckAllowHost(a); err != nil {
+					return d.Errf("discovery_allow_hosts: %v", err)
 				}
-				rc.DB = n
 			}
-		case "tls", "cluster":
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			if name == "tls" {
-				rc.TLS = true
-			} else {
-				rc.Cluster = true
-			}
+			h.DiscoveryAllowHosts = append(h.DiscoveryAllowHosts, args...)
+		case "upstream_errors":
+			h.UpstreamErrors = append(h.UpstreamErrors, args...)
+		}
+	case "max_replay_body":
+		val, err := singleArg(d)
+		if err != nil {
+			return err
+		}
+		size, err := parseSize(val)
+		if err != nil {
+			return d.Errf("max_replay_body: %v", err)
+		}
+		h.MaxReplayBody = size
+	case "timeout", "token_wait":
+		val, err := singleArg(d)
+		if err != nil {
+			return err
+		}
+		dur, err := parsePositiveDuration(val)
+		if err != nil {
+			return d.Errf("%s: %v", name, err)
+		}
+		if name == "timeout" {
+			h.Timeout = caddy.Duration(dur)
+		} else {
+			h.TokenWait = caddy.Duration(dur)
+		}
+	case "error_alias":
+		return parseErrorAlias(d, &h.ErrorAliases)
+	case "insecure_allow_http":
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		h.InsecureAllowHTTP = true
+	default:
+		return d.Errf("unrecognized subdirective %s%s", name, suggest(name, handlerSubdirectives))
+	}
+	return nil
+}
+
+// setSingle sets a one-value subdirective, checking enumerated values.
+func (h *Handler) setSingle(d *caddyfile.Dispenser, name, val string) error {
+	switch name {
+	case "resource":
+		h.Resource = val
+	case "token_endpoint":
+		h.TokenEndpoint = val
+	case "issuer":
+		h.Issuer = val
+	case "revocation_endpoint":
+		h.RevocationEndpoint = val
+	case "client_id":
+		h.ClientID = val
+	case "client_secret":
+		h.ClientSecret = val
+	case "client_auth":
+		canonical, ok := clientAuthMethods[val]
+		if !ok {
+			return d.Errf("client_auth: unknown method %q (want basic, post, client_secret_basic or client_secret_post)", val)
+		}
+		h.ClientAuth = canonical
+	case "grant":
+		if val != "client_credentials" && val != "refresh_token" {
+			return d.Errf("grant: unknown grant %q (want client_credentials or refresh_token)", val)
+		}
+		h.Grant = val
+	case "refresh_token":
+		h.RefreshToken = val
+	case "resource_parameter":
+		switch val {
+		case "on":
+			h.OmitResourceParameter = false
+		case "off":
+			h.OmitResourceParameter = true
 		default:
-			return nil, d.Errf("unrecognized storage redis subdirective %s", name)
+			return d.Errf("resource_parameter: want on or off, got %q", val)
 		}
 	}
-	if rc.Cluster && rc.SentinelMaster != "" {
-		return nil, d.Err("storage redis: cluster and sentinel are exclusive")
+	return nil
+}
+
+// parseSize reads a positive byte size such as 512KiB or 1MiB.
+func parseSize(val string) (int64, error) {
+	n, err := humanize.ParseBytes(val)
+	if err != nil || n == 0 || strings.HasPrefix(strings.TrimSpace(val), "-") || n > 1<<40 {
+		return 0, fmt.Errorf("%q is not a positive size; write a number of bytes with an optional unit, e.g. 65536, 512KiB or 2MiB", val)
 	}
-	return rc, nil
+	return int64(n), nil
+}
+
+// parsePositiveDuration reads a duration that must be above zero.
+func parsePositiveDuration(val string) (time.Duration, error) {
+	dur, err := caddy.ParseDuration(val)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration; write e.g. 500ms, 10s or 2m", val)
+	}
+	if dur <= 0 {
+		return 0, fmt.Errorf("%q: must be positive", val)
+	}
+	return dur, nil
 }
 
 // singleArg reads exactly one argument.
@@ -333,3 +248,43 @@ func parseErrorAlias(d *caddyfile.Dispenser, m *map[string]string) error {
 
 // Interface guards
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// suggest returns ` (did you mean "x"?)` for the known name nearest to
+// name, when one is close enough to be a likely typo.
+func suggest(name string, known []string) string {
+	best, bestDist := "", 3
+	for _, k := range known {
+		d := editDistance(name, k)
+		if strings.HasPrefix(k, name) || strings.HasPrefix(name, k) {
+			d = min(d, 1)
+		}
+		if d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -34,7 +34,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := json.Marshal(h)
-	want := `{"resource":"https://api.example/v1","token_endpoint":"https://as.example/token","discovery_allow_hosts":["mcp.internal"],"client_id":"c1","client_secret":"{env.SECRET}","client_auth":"post","grant":"refresh_token","refresh_token":"{env.SEED}","scopes":["read","write","admin"],"max_replay_body":2097152,"insecure_allow_http":true,"timeout":5000000000,"upstream_errors":["slack"],"error_aliases":{"weird_code":"invalid_grant"}}`
+	want := `{"resource":"https://api.example/v1","token_endpoint":"https://as.example/token","discovery_allow_hosts":["mcp.internal"],"client_id":"c1","client_secret":"{env.SECRET}","client_auth":"post","grant":"refresh_token","refresh_token":"{env.SEED}","scopes":["read","write","admin"],"max_replay_body":2097152,"insecure_allow_http":true,"timeout":5000000000,"upstream_errors":["slack"],"error_aliases":{"weird_code":"invalid_grant"},"source":"Testfile:1"}`
 	if string(got) != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
@@ -42,16 +42,24 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 
 func TestUnmarshalCaddyfileErrors(t *testing.T) {
 	for input, wantErr := range map[string]string{
-		"oauth_gateway {\n\tbogus x\n}":                  "unrecognized subdirective bogus",
-		"oauth_gateway {\n\tgrant password\n}":           `grant: unknown grant "password"`,
-		"oauth_gateway {\n\tclient_auth jwt\n}":          `client_auth: unknown method "jwt"`,
-		"oauth_gateway {\n\tmax_replay_body lots\n}":     "max_replay_body: invalid size",
-		"oauth_gateway {\n\tresource\n}":                 "wrong argument count",
-		"oauth_gateway {\n\tresource a b\n}":             "wrong argument count",
-		"oauth_gateway {\n\terror_alias only_one\n}":     "wrong argument count",
-		"oauth_gateway {\n\ttimeout soon\n}":             "timeout:",
-		"oauth_gateway {\n\tinsecure_allow_http yes\n}":  "wrong argument count",
-		"oauth_gateway extra {\n\tresource https://x\n}": "wrong argument count",
+		"oauth_gateway {\n\tbogus x\n}":                                  "unrecognized subdirective bogus",
+		"oauth_gateway {\n\tgrant password\n}":                           `grant: unknown grant "password"`,
+		"oauth_gateway {\n\tclient_auth jwt\n}":                          `client_auth: unknown method "jwt"`,
+		"oauth_gateway {\n\tclient_auth client_secret_jwt\n}":            `client_auth: unknown method "client_secret_jwt"`,
+		"oauth_gateway {\n\tmax_replay_body lots\n}":                     `max_replay_body: "lots" is not a positive size; write a number of bytes`,
+		"oauth_gateway {\n\tmax_replay_body -5MiB\n}":                    `max_replay_body: "-5MiB" is not a positive size`,
+		"oauth_gateway {\n\ttimeout 0s\n}":                               `timeout: "0s": must be positive`,
+		"oauth_gateway {\n\ttoken_wait -1s\n}":                           `token_wait: "-1s": must be positive`,
+		"oauth_gateway {\n\tscopes read\n}":                              `unrecognized subdirective scopes (did you mean "scope"?)`,
+		"oauth_gateway {\n\tresource https://a\n\tresource https://b\n}": "resource: given twice (first on line 2)",
+		"oauth_gateway {\n\tresource_parameter maybe\n}":                 "resource_parameter: want on or off",
+		"oauth_gateway {\n\tdiscovery_allow_hosts a:0\n}":                "discovery_allow_hosts:",
+		"oauth_gateway {\n\tresource\n}":                                 "wrong argument count",
+		"oauth_gateway {\n\tresource a b\n}":                             "wrong argument count",
+		"oauth_gateway {\n\terror_alias only_one\n}":                     "wrong argument count",
+		"oauth_gateway {\n\ttimeout soon\n}":                             "timeout:",
+		"oauth_gateway {\n\tinsecure_allow_http yes\n}":                  "wrong argument count",
+		"oauth_gateway extra {\n\tresource https://x\n}":                 "wrong argument count",
 	} {
 		var h Handler
 		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
@@ -80,21 +88,34 @@ func TestValidateNamesTheSubdirective(t *testing.T) {
 		{func(h *Handler) { h.UpstreamErrors = []string{"teams"} }, "upstream_errors: unknown preset"},
 		{func(h *Handler) { h.ErrorAliases = map[string]string{"x": "nope"} }, "error_alias:"},
 		{func(h *Handler) { h.Scopes = []string{`a"b`} }, "scope: invalid scope"},
+		{func(h *Handler) { h.ClientID = "{env.OAUTHGW_TEST_UNSET}" }, "client_id: {env.OAUTHGW_TEST_UNSET} expanded to nothing"},
+		{func(h *Handler) { h.Resource = "{env.OAUTHGW_TEST_UNSET}/mcp" }, "resource: must be an absolute URL"},
+		{func(h *Handler) { h.RefreshToken = "seed" }, "refresh_token: given with grant client_credentials"},
+		{func(h *Handler) { h.Timeout = -1 }, "timeout: must be positive"},
+		{func(h *Handler) { h.MaxScope = []string{""} }, "max_scope: invalid scope"},
+		{func(h *Handler) { h.TrustedIssuers = []string{"http://as.example"} }, "trusted_issuers:"},
+		{func(h *Handler) { h.Source = "Caddyfile:7"; h.ClientID = "" }, "oauth_gateway for https://api.example/v1 (Caddyfile:7): client_id: required"},
+	}
+	validate := func(h *Handler) error {
+		if err := h.expand(); err != nil {
+			return err
+		}
+		return h.Validate()
 	}
 	for _, c := range cases {
 		h := base()
 		c.mutate(&h)
-		err := h.Validate()
+		err := validate(&h)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("err %v, want %q", err, c.want)
 		}
 	}
 	h := base()
-	if err := h.Validate(); err != nil {
+	if err := validate(&h); err != nil {
 		t.Fatalf("valid config rejected: %v", err)
 	}
 	h.TokenEndpoint = "" // discovery
-	if err := h.Validate(); err != nil {
+	if err := validate(&h); err != nil {
 		t.Fatalf("discovery config rejected: %v", err)
 	}
 }
@@ -117,15 +138,26 @@ func TestGlobalOption(t *testing.T) {
 		}
 	}
 	for input, wantErr := range map[string]string{
-		"oauth_gateway {\n\tstorage s3\n}":         "storage: unknown type",
-		"oauth_gateway {\n\tencryption_key abc\n}": "encryption_key 1",
-		"oauth_gateway {\n\tcache_size -1\n}":      "cache_size",
-		"oauth_gateway {\n\twhatever\n}":           "unrecognized subdirective",
-		"oauth_gateway {\n\trefresh_skew never\n}": "refresh_skew",
+		"oauth_gateway {\n\tstorage s3\n}":                   "storage: unknown type",
+		"oauth_gateway {\n\tencryption_key abc\n}":           "encryption_key 1",
+		"oauth_gateway {\n\tcache_size -1\n}":                "cache_size",
+		"oauth_gateway {\n\twhatever\n}":                     "unrecognized subdirective",
+		"oauth_gateway {\n\trefresh_skew never\n}":           "refresh_skew",
+		"oauth_gateway {\n\trefresh_skew -5s\n}":             `refresh_skew: "-5s": must be positive`,
+		"oauth_gateway {\n\tcache_size 1\n\tcache_size 2\n}": "cache_size: given twice",
+		"oauth_gateway {\n\tstorag memory\n}":                `(did you mean "storage"?)`,
 	} {
 		if _, err := parseGlobalOption(caddyfile.NewTestDispenser(input), nil); err == nil || !strings.Contains(err.Error(), wantErr) {
 			t.Errorf("%s: err %v, want %q", input, err, wantErr)
 		}
+	}
+	// A second global block is an error, not a silent replacement.
+	if _, err := parseGlobalOption(caddyfile.NewTestDispenser("oauth_gateway {\n\tcache_size 1\n}"), v); err == nil ||
+		!strings.Contains(err.Error(), "given twice") {
+		t.Errorf("second global block: %v", err)
+	}
+	if _, err := decodeKeys([]string{"{env.OAUTHGW_TEST_UNSET}"}); err == nil || !strings.Contains(err.Error(), "{env.OAUTHGW_TEST_UNSET} expanded to nothing") {
+		t.Errorf("empty key placeholder: %v", err)
 	}
 }
 

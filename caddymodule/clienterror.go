@@ -15,7 +15,7 @@ import (
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 )
 
-// refreshWait bounds how long a request waits for a token.
+// refreshWait bounds a background refresh after an unreplayable 401.
 const refreshWait = 60 * time.Second
 
 // oauthErrorBody is an RFC 6749 §5.2-shaped error for clients.
@@ -25,36 +25,52 @@ type oauthErrorBody struct {
 }
 
 // respondTokenError tells the client, in RFC 6749 error form, that the
-// gateway could not obtain a token. It never includes token values.
+// gateway could not obtain a token. Descriptions are stable sentences
+// naming the credential id: URLs, issuers and server text stay in the log
+// (an attacker's metadata must not be reflected to clients). It never
+// includes token values.
 func (h *Handler) respondTokenError(w http.ResponseWriter, r *http.Request, err error) error {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return nil // the client went away
 	}
-	status := http.StatusServiceUnavailable
-	body := oauthErrorBody{
-		Error: "temporarily_unavailable",
-		ErrorDescription: fmt.Sprintf("the gateway could not obtain an access token for %s right now (%s); retry later",
-			h.Resource, serverCode(err, "server_error")),
-	}
-	retryAfter := 5
+	id := h.cred.ID()
+	status, retryAfter := http.StatusBadGateway, 0
+	body := oauthErrorBody{Error: "server_error"}
 	var untrusted *untrustedError
-	if errors.As(err, &untrusted) {
-		status = http.StatusBadGateway
-		body = oauthErrorBody{
-			Error:            "server_error",
-			ErrorDescription: fmt.Sprintf("the gateway will not obtain a token for %s: %s", h.Resource, untrusted.msg),
-		}
-		retryAfter = 0
-	} else if errors.Is(err, tokenstore.ErrDead) {
-		status = http.StatusBadGateway
-		body = oauthErrorBody{
-			Error: "invalid_grant",
-			ErrorDescription: fmt.Sprintf("the authorization server rejected the gateway's credential for %s (%s); an operator must provide a new refresh token or client credentials",
-				h.Resource, serverCode(err, "invalid_grant")),
-		}
-		retryAfter = 0
+	var hinted *hintedError
+	switch {
+	case errors.As(err, &untrusted):
+		body.ErrorDescription = fmt.Sprintf("the gateway will not obtain a token for credential %s: %s", id, untrusted.kind)
+	case errors.Is(err, tokenstore.ErrRevoked):
+		body.Error = "invalid_grant"
+		body.ErrorDescription = fmt.Sprintf("credential %s was revoked by an operator; an operator must provide a new refresh token", id)
+	case errors.Is(err, tokenstore.ErrDead):
+		body.Error = "invalid_grant"
+		body.ErrorDescription = fmt.Sprintf("the authorization server rejected the gateway's credential %s (%s); an operator must provide a new refresh token or client credentials",
+			id, clientReason(err))
+	case errors.Is(err, tokenstore.ErrUnreadable):
+		body.ErrorDescription = fmt.Sprintf("the gateway cannot read its stored credential %s; an operator must check encryption_key", id)
+	case errors.As(err, &hinted):
+		body.ErrorDescription = fmt.Sprintf("the authorization server refused the gateway's token request for credential %s: %s", id, hinted.hint)
+	case errors.Is(err, tokenstore.ErrConfiguration):
+		body.ErrorDescription = fmt.Sprintf("the authorization server refused the gateway's token request for credential %s as configured (%s); an operator must change the configuration",
+			id, clientReason(err))
+	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
+		status, retryAfter = http.StatusServiceUnavailable, 5
+		body.Error = "temporarily_unavailable"
+		body.ErrorDescription = fmt.Sprintf("the gateway did not obtain an access token for credential %s within %s; it keeps trying, retry later",
+			id, time.Duration(h.TokenWait))
+	default:
+		status, retryAfter = http.StatusServiceUnavailable, 5
+		body.Error = "temporarily_unavailable"
+		body.ErrorDescription = fmt.Sprintf("the gateway could not obtain an access token for credential %s right now (%s); retry later",
+			id, clientReason(err))
 	}
-	h.logger.Warn("no token for request", zap.String("credential", h.cred.ID()),
+	level := zap.WarnLevel
+	if status == http.StatusBadGateway {
+		level = zap.ErrorLevel
+	}
+	h.logger.Log(level, "no token for request", zap.String("credential", id), zap.String("resource", h.expanded.Resource),
 		zap.Int("status", status), zap.String("error", body.Error), zap.String("reason", serverCode(err, "")))
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/json")
@@ -67,7 +83,30 @@ func (h *Handler) respondTokenError(w http.ResponseWriter, r *http.Request, err 
 	return json.NewEncoder(w).Encode(body)
 }
 
-// serverCode is the authorization server's error code behind err, or def.
+// clientReason is a bounded, stable reason for clients: a standard OAuth
+// error code, or what failed. Server text never reaches clients.
+func clientReason(err error) string {
+	var oe *oauthclient.Error
+	var te *oauthclient.TransportError
+	switch {
+	case errors.As(err, &oe) && oe.Err != nil:
+		return outcomeOf(err)
+	case errors.As(err, &te):
+		return "token endpoint unreachable"
+	case errors.Is(err, tokenstore.ErrLockTimeout):
+		return "refresh lock busy"
+	case errors.Is(err, tokenstore.ErrBackoff):
+		return "token endpoint failing, backing off"
+	}
+	var nf *notFoundError
+	if errors.As(err, &nf) {
+		return "no authorization server metadata found"
+	}
+	return "server_error"
+}
+
+// serverCode is the authorization server's error code behind err, or def;
+// with def "" and no code, the whole error (for logs only).
 func serverCode(err error, def string) string {
 	var oe *oauthclient.Error
 	if errors.As(err, &oe) && oe.Err != nil && oe.Err.Code != "" {

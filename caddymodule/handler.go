@@ -1,19 +1,12 @@
 package caddymodule
 
 import (
-	"fmt"
 	"net/http"
-	"net/url"
-	"slices"
-	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/oauthgw/caddy-oauth-gateway/discovery"
-	"github.com/oauthgw/caddy-oauth-gateway/oauthclient"
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 )
 
@@ -71,12 +64,15 @@ type Handler struct {
 
 	// ClientAuth is how the client authenticates at the token endpoint:
 	// "basic" (HTTP Basic with form-encoded id and secret, RFC 6749
-	// §2.3.1) or "post" (in the request body). Default: chosen from the
-	// server's token_endpoint_auth_methods_supported when discovered
-	// (basic when offered), else basic.
+	// §2.3.1) or "post" (in the request body). The RFC 8414 names
+	// client_secret_basic and client_secret_post are accepted too.
+	// Default: chosen from the server's
+	// token_endpoint_auth_methods_supported when discovered (basic when
+	// offered), else basic.
 	ClientAuth string `json:"client_auth,omitempty"`
 
-	// Grant is "client_credentials" (default) or "refresh_token".
+	// Grant is "client_credentials" (default) or "refresh_token" (implied
+	// by a refresh_token seed).
 	Grant string `json:"grant,omitempty"`
 
 	// RefreshToken is the seed for grant refresh_token. It is used only
@@ -86,6 +82,30 @@ type Handler struct {
 
 	// Scopes are requested with every token.
 	Scopes []string `json:"scopes,omitempty"`
+
+	// MaxScope bounds step-up: an upstream's 403 insufficient_scope is
+	// answered only for scopes in this list. Default: the configured
+	// Scopes plus the protected resource metadata's scopes_supported.
+	// Anything else gets the explanatory 403.
+	MaxScope []string `json:"max_scope,omitempty"`
+
+	// TrustedIssuers are authorization servers (issuer identifiers) that
+	// discovery may send this credential's client secret or refresh token
+	// to, besides those on the resource's registrable domain. Without
+	// them, a discovered issuer on another domain gets a 502 naming this
+	// subdirective.
+	TrustedIssuers []string `json:"trusted_issuers,omitempty"`
+
+	// OmitResourceParameter stops sending the RFC 8707 `resource`
+	// parameter in token requests (Caddyfile: `resource_parameter off`).
+	// Microsoft Entra ID v2 endpoints reject it next to `scope`.
+	OmitResourceParameter bool `json:"omit_resource_parameter,omitempty"`
+
+	// TokenWait bounds how long a client request waits for a token
+	// (default 5s). The refresh itself goes on in the background, so a
+	// slow token endpoint answers the client with 503 and Retry-After
+	// instead of holding it.
+	TokenWait caddy.Duration `json:"token_wait,omitempty"`
 
 	// MaxReplayBody is the largest request body (in bytes) buffered so the
 	// request can be replayed after a 401 (default 1 MiB). Larger bodies,
@@ -97,7 +117,8 @@ type Handler struct {
 	// For development and tests only: it sends credentials in clear text.
 	InsecureAllowHTTP bool `json:"insecure_allow_http,omitempty"`
 
-	// Timeout bounds each token endpoint request (default 15s).
+	// Timeout bounds each token endpoint request (default 15s; must be
+	// positive when set).
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
 	// UpstreamErrors names presets for upstreams that signal token
@@ -113,6 +134,18 @@ type Handler struct {
 	// invalid_refresh_token, expired_refresh_token, bad_refresh_token and
 	// others to invalid_grant).
 	ErrorAliases map[string]string `json:"error_aliases,omitempty"`
+
+	// Source is where the handler was configured ("Caddyfile:12"), set by
+	// the Caddyfile adapter so errors can name it.
+	Source string `json:"source,omitempty"`
+
+	// expanded holds the configuration with placeholders replaced; the
+	// exported fields keep what was written, so Caddy's own logs and
+	// /config/ show placeholders rather than secrets.
+	expanded expandedConfig
+	// resolver finds endpoints; serve reads the resource's
+	// scopes_supported from it to bound step-up.
+	resolver *resolver
 
 	cred    *tokenstore.Credential
 	manager *tokenstore.Manager
@@ -130,216 +163,6 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 		ID:  "http.handlers.oauth_gateway",
 		New: func() caddy.Module { return new(Handler) },
 	}
-}
-
-const defaultMaxReplayBody = 1 << 20
-
-// Provision expands placeholders in secrets and binds the handler to its
-// credential in the app's token manager.
-func (h *Handler) Provision(ctx caddy.Context) error {
-	h.logger = ctx.Logger()
-	h.holdFn = h.hold
-	if h.Grant == "" {
-		h.Grant = tokenstore.GrantClientCredentials
-	}
-	if h.MaxReplayBody == 0 {
-		h.MaxReplayBody = defaultMaxReplayBody
-	}
-	appVal, err := ctx.App("oauth_gateway")
-	if err != nil {
-		return fmt.Errorf("loading oauth_gateway app: %v", err)
-	}
-	app := appVal.(*App)
-
-	repl := caddy.NewReplacer()
-	secret := repl.ReplaceKnown(h.ClientSecret, "")
-	seed := repl.ReplaceKnown(h.RefreshToken, "")
-	if h.Grant == tokenstore.GrantRefreshToken && h.RefreshToken != "" && seed == "" {
-		return fmt.Errorf("refresh_token: expands to an empty value")
-	}
-
-	spec := tokenstore.Spec{
-		Resource:         h.Resource,
-		ClientID:         h.ClientID,
-		Grant:            h.Grant,
-		Issuer:           h.Issuer,
-		TokenEndpoint:    h.TokenEndpoint,
-		Scopes:           h.Scopes,
-		SeedRefreshToken: seed,
-	}
-	res := h.newResolver()
-	client := &oauthclient.Client{
-		Aliases:   h.ErrorAliases,
-		Timeout:   time.Duration(h.Timeout),
-		UserAgent: "caddy-oauth-gateway",
-	}
-	if res.static == nil {
-		// Discovered token endpoints get the same address guard as
-		// discovery, and never a redirect.
-		client.HTTPClient = &http.Client{
-			Transport:     res.client.Transport(),
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
-	}
-	req := &requester{
-		client:   client,
-		resolver: res,
-		creds: oauthclient.Credentials{
-			ClientID:     h.ClientID,
-			ClientSecret: secret,
-			AuthMethod:   authMethod(h.ClientAuth),
-		},
-		authConfigured:     h.ClientAuth != "",
-		resource:           h.Resource,
-		revocationEndpoint: h.RevocationEndpoint,
-		logger:             h.logger,
-	}
-	h.noteChallenge = res.noteChallenge
-	h.manager = app.Manager()
-	h.cred = h.manager.Credential(spec, req)
-	h.logger.Debug("credential bound", zap.String("credential", h.cred.ID()),
-		zap.String("resource", h.Resource), zap.String("grant", h.Grant))
-	return nil
-}
-
-// upstreamPresets are the accepted upstream_errors values.
-var upstreamPresets = []string{"slack"}
-
-// checkAliases accepts only aliases onto standard codes.
-func checkAliases(aliases map[string]string) error {
-	for vendor, std := range aliases {
-		if !slices.Contains(standardTokenErrors, std) {
-			return fmt.Errorf("error_alias: %s -> %q: target must be a standard code (%s)", vendor, std, strings.Join(standardTokenErrors, ", "))
-		}
-	}
-	return nil
-}
-
-// standardTokenErrors are RFC 6749 §5.2 codes plus RFC 8707 invalid_target.
-var standardTokenErrors = []string{"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
-	"unsupported_grant_type", "invalid_scope", "invalid_target"}
-
-// newResolver builds the endpoint resolver: static when token_endpoint is
-// configured, discovery otherwise.
-func (h *Handler) newResolver() *resolver {
-	r := &resolver{resource: h.Resource, issuer: h.Issuer, logger: h.logger}
-	if h.TokenEndpoint != "" {
-		r.static = &endpoints{Issuer: h.Issuer, TokenEndpoint: h.TokenEndpoint, RevocationEndpoint: h.RevocationEndpoint}
-		return r
-	}
-	allowHosts := make([]string, 0, len(h.DiscoveryAllowHosts)+2)
-	for _, host := range h.DiscoveryAllowHosts {
-		allowHosts = append(allowHosts, strings.ToLower(host))
-	}
-	allowPrivate := false
-	for _, raw := range []string{h.Resource, h.Issuer} {
-		if u, err := url.Parse(raw); err == nil && u.Host != "" && discovery.IsPrivateHost(u.Hostname()) {
-			// The configured resource or issuer is itself private:
-			// its metadata and authorization server may be too.
-			allowPrivate = true
-		}
-	}
-	r.client = discovery.NewClient(discovery.Options{
-		AllowHTTP:    h.InsecureAllowHTTP,
-		AllowPrivate: allowPrivate,
-		AllowHosts:   allowHosts,
-		OnFetch:      func(outcome string) { gatewayMetrics.discoveryFetches.WithLabelValues(outcome).Inc() },
-	})
-	return r
-}
-
-func authMethod(s string) string {
-	if s == "post" {
-		return oauthclient.AuthPost
-	}
-	return oauthclient.AuthBasic
-}
-
-// Validate checks the configuration; each message names the subdirective.
-func (h *Handler) Validate() error {
-	if h.Resource == "" {
-		return fmt.Errorf("resource: required")
-	}
-	if err := checkURL("resource", h.Resource, h.InsecureAllowHTTP); err != nil {
-		return err
-	}
-	if h.TokenEndpoint != "" {
-		if err := checkURL("token_endpoint", h.TokenEndpoint, h.InsecureAllowHTTP); err != nil {
-			return err
-		}
-	}
-	if h.Issuer != "" {
-		if err := checkURL("issuer", h.Issuer, h.InsecureAllowHTTP); err != nil {
-			return err
-		}
-		if u, _ := url.Parse(h.Issuer); u.RawQuery != "" {
-			return fmt.Errorf("issuer: must not contain a query (RFC 8414 §2)")
-		}
-	}
-	if h.RevocationEndpoint != "" {
-		if err := checkURL("revocation_endpoint", h.RevocationEndpoint, h.InsecureAllowHTTP); err != nil {
-			return err
-		}
-	}
-	if h.ClientID == "" {
-		return fmt.Errorf("client_id: required")
-	}
-	switch h.Grant {
-	case tokenstore.GrantClientCredentials:
-	case tokenstore.GrantRefreshToken:
-		if h.RefreshToken == "" {
-			return fmt.Errorf("refresh_token: required for grant refresh_token")
-		}
-	default:
-		return fmt.Errorf("grant: unknown grant %q (want client_credentials or refresh_token)", h.Grant)
-	}
-	switch h.ClientAuth {
-	case "", "basic", "post":
-	default:
-		return fmt.Errorf("client_auth: unknown method %q (want basic or post)", h.ClientAuth)
-	}
-	for _, p := range h.UpstreamErrors {
-		if !slices.Contains(upstreamPresets, p) {
-			return fmt.Errorf("upstream_errors: unknown preset %q (want one of %s)", p, strings.Join(upstreamPresets, ", "))
-		}
-	}
-	if err := checkAliases(h.ErrorAliases); err != nil {
-		return err
-	}
-	if h.MaxReplayBody < 0 {
-		return fmt.Errorf("max_replay_body: must not be negative")
-	}
-	for _, s := range h.Scopes {
-		if s == "" || strings.ContainsAny(s, " \t\"\\") {
-			return fmt.Errorf("scope: invalid scope token %q", s)
-		}
-	}
-	return nil
-}
-
-// checkURL requires an absolute https URL (http only when allowed)
-// without userinfo or fragment.
-func checkURL(name, raw string, allowHTTP bool) error {
-	u, err := url.Parse(raw)
-	if err != nil || !u.IsAbs() || u.Host == "" {
-		return fmt.Errorf("%s: must be an absolute URL, got %q", name, raw)
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !allowHTTP {
-			return fmt.Errorf("%s: %q uses http; use https or set insecure_allow_http (development only)", name, raw)
-		}
-	default:
-		return fmt.Errorf("%s: scheme %q is not http(s)", name, u.Scheme)
-	}
-	if u.User != nil {
-		return fmt.Errorf("%s: must not contain userinfo", name)
-	}
-	if u.Fragment != "" {
-		return fmt.Errorf("%s: must not contain a fragment", name)
-	}
-	return nil
 }
 
 // Cleanup releases the handler's use of its credential; credentials no

@@ -27,6 +27,8 @@ var gatewayMetrics = struct {
 	deadCredentials  prometheus.Counter
 	storeErrors      prometheus.Counter
 	adopted          prometheus.Counter
+	rejectedAgain    prometheus.Counter
+	replayBudget     prometheus.Counter
 }{
 	tokenRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "token_requests_total",
@@ -39,7 +41,7 @@ var gatewayMetrics = struct {
 	}, []string{"grant"}),
 	refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "refreshes_total",
-		Help: "New tokens obtained, by kind: proactive (ahead of expiry), reactive (after an upstream rejected a token), step_up.",
+		Help: "New tokens obtained, by kind: initial (the credential's first), proactive (ahead of expiry, in the background), expiry (a request found the token expired), reactive (after an upstream rejected a token), step_up, operator (admin API).",
 	}, []string{"kind"}),
 	replays: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "replays_total",
@@ -70,6 +72,14 @@ var gatewayMetrics = struct {
 		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "store_write_errors_total",
 		Help: "Failed credential writes (kept in memory and retried).",
 	}),
+	rejectedAgain: prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "reactive_refreshes_throttled_total",
+		Help: "Upstream 401s passed on without a refresh because the rejected token had itself just been obtained after a 401.",
+	}),
+	replayBudget: prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "replay_budget_exceeded_total",
+		Help: "Request bodies streamed without replay because the memory held for replay across requests was at its bound.",
+	}),
 	adopted: prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "tokens_adopted_total",
 		Help: "Tokens taken from the store (written by another instance or before a restart) instead of requested.",
@@ -96,7 +106,7 @@ func registerMetrics(ctx caddy.Context) error {
 		gatewayMetrics.tokenRequests, gatewayMetrics.tokenLatency, gatewayMetrics.refreshes,
 		gatewayMetrics.replays, gatewayMetrics.stepUps, gatewayMetrics.discoveryFetches,
 		gatewayMetrics.cache, gatewayMetrics.lockWaits, gatewayMetrics.deadCredentials,
-		gatewayMetrics.storeErrors, gatewayMetrics.adopted,
+		gatewayMetrics.storeErrors, gatewayMetrics.adopted, gatewayMetrics.rejectedAgain, gatewayMetrics.replayBudget,
 	} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
@@ -116,14 +126,9 @@ func metricsHooks() tokenstore.Hooks {
 			gatewayMetrics.tokenRequests.WithLabelValues(grant, outcomeOf(err)).Inc()
 		},
 		OnRefresh: func(_ string, reason string) {
-			kind := "proactive"
-			switch reason {
-			case "rejected_by_upstream":
-				kind = "reactive"
-			case "step_up":
-				kind = "step_up"
-			}
-			gatewayMetrics.refreshes.WithLabelValues(kind).Inc()
+			// The reason is the tokenstore's bounded set, the same word
+			// the log line carries.
+			gatewayMetrics.refreshes.WithLabelValues(reason).Inc()
 		},
 		OnAdopt:      func(string) { gatewayMetrics.adopted.Inc() },
 		OnDead:       func(string) { gatewayMetrics.deadCredentials.Inc() },

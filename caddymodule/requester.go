@@ -15,58 +15,90 @@ import (
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 )
 
-// requester implements tokenstore.Requester with the OAuth client, the
-// resolver (configured or discovered endpoints) and the handler's client
-// credentials. It enforces issuer pinning: a credential's secrets go only
-// to the authorization server it is bound to.
+// requester implements tokenstore.Requester and tokenstore.Revoker with
+// the OAuth client, the resolver (configured or discovered endpoints) and
+// the handler's client credentials.
+//
+// Every outbound call that carries a secret or a token goes through one
+// gate, endpointsFor: the issuer pin and the trust rule for discovered
+// issuers are checked there and nowhere else.
 type requester struct {
 	client   *oauthclient.Client
 	creds    oauthclient.Credentials
 	resolver *resolver
 	resource string
+	// sendResource is false with `resource_parameter off` (Entra v2).
+	sendResource bool
 	// authConfigured is set when client_auth was given; otherwise the
 	// method is chosen from the server's metadata.
 	authConfigured bool
-	// revocationEndpoint is configured; "" to use the discovered one.
-	revocationEndpoint string
-	logger             *zap.Logger
+	trust          issuerTrust
+	logger         *zap.Logger
+	credentialID   func() string
 }
 
-// pinMismatch is an authorization server other than the one a credential
-// is bound to.
-func pinMismatch(pinned, advertised string) error {
-	return &untrustedError{msg: fmt.Sprintf("the upstream now names authorization server %s, but this credential is bound to %s; "+
-		"the gateway will not send its credentials there until the configuration changes", advertised, pinned)}
-}
-
-// Revoke implements tokenstore.Revoker (RFC 7009).
-func (r *requester) Revoke(ctx context.Context, token, hint string) error {
-	endpoint := r.revocationEndpoint
-	if endpoint == "" {
-		if ep, err := r.resolver.resolve(ctx); err == nil {
-			endpoint = ep.RevocationEndpoint
-		}
-	}
-	if endpoint == "" {
-		return errors.New("no revocation endpoint is configured or advertised for this credential")
-	}
-	return r.client.Revoke(ctx, r.creds, endpoint, token, hint)
-}
-
-// RequestToken implements tokenstore.Requester.
-func (r *requester) RequestToken(ctx context.Context, tr tokenstore.TokenRequest) (*tokenstore.TokenResult, error) {
+// endpointsFor resolves where tokens come from and checks that this
+// credential may send its secrets there: to the issuer it is pinned to
+// (pinned, "" before the first token), and for a discovered issuer only
+// one the trust rule accepts.
+func (r *requester) endpointsFor(ctx context.Context, pinned string) (*endpoints, error) {
 	ep, err := r.resolver.resolve(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if tr.PinnedIssuer != "" && ep.Issuer != "" && !discovery.IssuerMatches(tr.PinnedIssuer, ep.Issuer) {
+	if pinned != "" && ep.Issuer != "" && !discovery.IssuerMatches(pinned, ep.Issuer) {
 		r.logger.Warn("upstream points at a different authorization server; not sending credentials there",
-			zap.String("pinned_issuer", tr.PinnedIssuer), zap.String("advertised_issuer", ep.Issuer), zap.String("resource", r.resource))
-		return nil, pinMismatch(tr.PinnedIssuer, ep.Issuer)
+			zap.String("credential", r.credentialID()), zap.String("pinned_issuer", pinned),
+			zap.String("advertised_issuer", ep.Issuer), zap.String("resource", r.resource))
+		return nil, &untrustedError{kind: untrustedPin, msg: fmt.Sprintf("the upstream now names authorization server %s, but this credential is bound to %s; "+
+			"the gateway will not send its credentials there until the configuration changes or an operator unpins it", ep.Issuer, pinned)}
 	}
-	creds := r.creds
-	if !r.authConfigured {
-		creds.AuthMethod = chooseAuthMethod(ep.AuthMethods)
+	if ep.discovered {
+		if err := r.trust.check(ep.Issuer); err != nil {
+			r.logger.Warn("discovered authorization server is not trusted with this credential's secret",
+				zap.String("credential", r.credentialID()), zap.String("issuer", ep.Issuer),
+				zap.String("resource", r.resource), zap.String("fix", "add the issuer to trusted_issuers, or set issuer"))
+			return nil, err
+		}
+	}
+	return ep, nil
+}
+
+// Revoke implements tokenstore.Revoker (RFC 7009) at the pinned issuer's
+// revocation endpoint, or the configured one.
+func (r *requester) Revoke(ctx context.Context, pinned, token, hint string) error {
+	ep, err := r.endpointsFor(ctx, pinned)
+	var ue *untrustedError
+	if errors.As(err, &ue) && ue.kind == untrustedPin {
+		// The upstream names another server now; the tokens were issued
+		// by the pinned one, so revoke them there.
+		ep, err = r.resolver.pinnedEndpoints(ctx, pinned)
+	}
+	if err != nil {
+		return err
+	}
+	endpoint := r.resolver.revocation
+	if endpoint == "" {
+		endpoint = ep.RevocationEndpoint
+	}
+	if endpoint == "" {
+		// token_endpoint configured: the issuer's metadata may still
+		// advertise one.
+		if endpoint, err = r.resolver.advertisedRevocation(ctx); err != nil {
+			return fmt.Errorf("%w (reading the issuer's metadata: %v)", tokenstore.ErrNoRevocationEndpoint, err)
+		}
+	}
+	if endpoint == "" {
+		return tokenstore.ErrNoRevocationEndpoint
+	}
+	return r.client.Revoke(ctx, r.credsFor(ep), endpoint, token, hint)
+}
+
+// RequestToken implements tokenstore.Requester.
+func (r *requester) RequestToken(ctx context.Context, tr tokenstore.TokenRequest) (*tokenstore.TokenResult, error) {
+	ep, err := r.endpointsFor(ctx, tr.PinnedIssuer)
+	if err != nil {
+		return nil, err
 	}
 	scopes := tr.Scopes
 	if len(scopes) == 0 {
@@ -75,15 +107,18 @@ func (r *requester) RequestToken(ctx context.Context, tr tokenstore.TokenRequest
 			scopes = ep.ScopesSupported
 		}
 	}
-	resp, err := r.client.Token(ctx, creds, oauthclient.Request{
+	req := oauthclient.Request{
 		TokenEndpoint: ep.TokenEndpoint,
 		Grant:         tr.Grant,
 		RefreshToken:  tr.RefreshToken,
 		Scopes:        scopes,
-		Resource:      r.resource,
-	})
+	}
+	if r.sendResource {
+		req.Resource = r.resource
+	}
+	resp, err := r.client.Token(ctx, r.credsFor(ep), req)
 	if err != nil {
-		return nil, err
+		return nil, r.explain(err)
 	}
 	res := &tokenstore.TokenResult{
 		AccessToken:   resp.AccessToken,
@@ -100,6 +135,42 @@ func (r *requester) RequestToken(ctx context.Context, tr tokenstore.TokenRequest
 	}
 	return res, nil
 }
+
+func (r *requester) credsFor(ep *endpoints) oauthclient.Credentials {
+	creds := r.creds
+	if !r.authConfigured {
+		creds.AuthMethod = chooseAuthMethod(ep.AuthMethods)
+	}
+	return creds
+}
+
+// explain adds the fix to token endpoint errors whose cause is known: an
+// authorization server that refuses the RFC 8707 resource parameter
+// (Microsoft Entra ID v2 answers AADSTS901002 invalid_request).
+func (r *requester) explain(err error) error {
+	var oe *oauthclient.Error
+	if !r.sendResource || !errors.As(err, &oe) || oe.Err == nil {
+		return err
+	}
+	code, desc := oe.Err.Code, strings.ToLower(oe.Err.Description)
+	if (code == "invalid_request" || code == "invalid_target") && (strings.Contains(desc, "resource") || strings.Contains(desc, "aadsts901002")) {
+		hint := "the authorization server refused the RFC 8707 resource parameter; set `resource_parameter off` (Microsoft Entra ID v2 needs it)"
+		r.logger.Error("token request refused because of the resource parameter", zap.String("credential", r.credentialID()),
+			zap.String("error", code), zap.String("fix", "resource_parameter off"))
+		return &hintedError{err: err, hint: hint}
+	}
+	return err
+}
+
+// hintedError is a token endpoint error with the configuration change
+// that fixes it; the hint is safe to show clients.
+type hintedError struct {
+	err  error
+	hint string
+}
+
+func (e *hintedError) Error() string { return e.err.Error() + " (" + e.hint + ")" }
+func (e *hintedError) Unwrap() error { return e.err }
 
 // chooseAuthMethod picks a client authentication method the server
 // supports: client_secret_basic (the RFC 8414 default) when offered, else

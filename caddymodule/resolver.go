@@ -24,6 +24,13 @@ type endpoints struct {
 	RevocationEndpoint string
 	AuthMethods        []string
 	ScopesSupported    []string
+	// ResourceScopes is the protected resource metadata's
+	// scopes_supported (nil when not discovered from it): step-up may ask
+	// for these.
+	ResourceScopes []string
+	// discovered is set when the issuer came from protected resource
+	// metadata (the upstream's word), not from the configuration.
+	discovered bool
 }
 
 // resolver finds a handler's endpoints: the configured token endpoint, or
@@ -33,9 +40,13 @@ type endpoints struct {
 // resource_metadata URL makes the next lookup revalidate.
 type resolver struct {
 	static   *endpoints // configured token endpoint: no discovery
+	// client fetches metadata (also with a static token endpoint, to read
+	// the configured issuer's revocation endpoint).
 	client   *discovery.Client
 	resource string
 	issuer   string // configured issuer, if any
+	// revocation is the configured revocation_endpoint, if any.
+	revocation string
 	logger   *zap.Logger
 
 	flight singleflight.Group
@@ -47,6 +58,46 @@ type resolver struct {
 	challengeURLs  []string
 	challengeScope string
 	stale          bool
+	// lastRediscovery limits how often an upstream's challenges can make
+	// the gateway fetch new metadata (and request a token).
+	lastRediscovery time.Time
+}
+
+// rediscoveryInterval is the least time between two re-discoveries an
+// upstream's challenges trigger for one credential: an upstream naming a
+// new resource_metadata URL on every 401 must not drive fetches (and token
+// requests) one to one.
+const rediscoveryInterval = 30 * time.Second
+
+// pinnedEndpoints reads the metadata of the issuer a credential is pinned
+// to, bypassing the resource's (changed) protected resource metadata.
+func (r *resolver) pinnedEndpoints(ctx context.Context, pinned string) (*endpoints, error) {
+	as, err := r.client.AuthServer(ctx, pinned)
+	if err != nil {
+		return nil, discoveryFailure(err)
+	}
+	revocation := as.RevocationEndpoint
+	if !r.client.AllowHTTP && !strings.HasPrefix(revocation, "https://") {
+		revocation = ""
+	}
+	return &endpoints{Issuer: pinned, TokenEndpoint: as.TokenEndpoint, RevocationEndpoint: revocation, AuthMethods: as.AuthMethods()}, nil
+}
+
+// advertisedRevocation reads the revocation endpoint from the configured
+// issuer's metadata, for a configuration that names token_endpoint and
+// issuer but no revocation_endpoint.
+func (r *resolver) advertisedRevocation(ctx context.Context) (string, error) {
+	if r.issuer == "" || r.client == nil {
+		return "", nil
+	}
+	as, err := r.client.AuthServer(ctx, r.issuer)
+	if err != nil {
+		return "", err
+	}
+	if as.RevocationEndpoint != "" && !r.client.AllowHTTP && !strings.HasPrefix(as.RevocationEndpoint, "https://") {
+		return "", fmt.Errorf("authorization server %s advertises a non-https revocation endpoint", r.issuer)
+	}
+	return as.RevocationEndpoint, nil
 }
 
 // resolveTTL bounds how long resolved endpoints are reused before the
@@ -82,7 +133,8 @@ func (r *resolver) resolve(ctx context.Context) (*endpoints, error) {
 
 func (r *resolver) discover(ctx context.Context) (*endpoints, error) {
 	issuer := r.issuer
-	var scopes []string
+	var scopes, resourceScopes []string
+	discovered := issuer == ""
 	if issuer == "" {
 		r.mu.Lock()
 		urls := slices.Clone(r.challengeURLs)
@@ -92,10 +144,10 @@ func (r *resolver) discover(ctx context.Context) (*endpoints, error) {
 			return nil, discoveryFailure(err)
 		}
 		if len(prm.AuthorizationServers) == 0 {
-			return nil, &untrustedError{msg: fmt.Sprintf("protected resource metadata at %s names no authorization server", from)}
+			return nil, &untrustedError{kind: untrustedMetadata, msg: fmt.Sprintf("protected resource metadata at %s names no authorization server", from)}
 		}
 		issuer = prm.AuthorizationServers[0]
-		scopes = prm.ScopesSupported
+		scopes, resourceScopes = prm.ScopesSupported, prm.ScopesSupported
 		r.logger.Debug("discovered protected resource metadata", zap.String("url", from), zap.String("authorization_server", issuer))
 	}
 	as, err := r.client.AuthServer(ctx, issuer)
@@ -103,7 +155,11 @@ func (r *resolver) discover(ctx context.Context) (*endpoints, error) {
 		return nil, discoveryFailure(err)
 	}
 	if !r.client.AllowHTTP && !strings.HasPrefix(as.TokenEndpoint, "https://") {
-		return nil, &untrustedError{msg: fmt.Sprintf("authorization server %s advertises a non-https token endpoint", issuer)}
+		return nil, &untrustedError{kind: untrustedMetadata, msg: fmt.Sprintf("authorization server %s advertises a non-https token endpoint", issuer)}
+	}
+	revocation := as.RevocationEndpoint
+	if !r.client.AllowHTTP && !strings.HasPrefix(revocation, "https://") {
+		revocation = ""
 	}
 	if len(scopes) == 0 {
 		scopes = as.ScopesSupported
@@ -112,9 +168,11 @@ func (r *resolver) discover(ctx context.Context) (*endpoints, error) {
 	return &endpoints{
 		Issuer:             issuer,
 		TokenEndpoint:      as.TokenEndpoint,
-		RevocationEndpoint: as.RevocationEndpoint,
+		RevocationEndpoint: revocation,
 		AuthMethods:        as.AuthMethods(),
 		ScopesSupported:    scopes,
+		ResourceScopes:     resourceScopes,
+		discovered:         discovered,
 	}, nil
 }
 
@@ -130,10 +188,18 @@ func (r *resolver) noteChallenge(h http.Header) (changed bool) {
 	scope := discovery.ChallengeScope(chs)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if scope != "" {
+	if scope != "" && len(scope) <= maxChallengeScope {
 		r.challengeScope = scope
 	}
 	if len(urls) > 0 && !slices.Equal(urls, r.challengeURLs) {
+		now := time.Now()
+		if !r.lastRediscovery.IsZero() && now.Sub(r.lastRediscovery) < rediscoveryInterval {
+			// Endpoints that work are not dropped for an upstream that
+			// changes its story faster than this.
+			gatewayMetrics.discoveryFetches.WithLabelValues("rate_limited").Inc()
+			return false
+		}
+		r.lastRediscovery = now
 		r.challengeURLs = urls
 		r.stale = true
 		for _, u := range urls {
@@ -142,6 +208,21 @@ func (r *resolver) noteChallenge(h http.Header) (changed bool) {
 		return true
 	}
 	return false
+}
+
+// maxChallengeScope bounds a challenge's scope string kept for MCP scope
+// selection.
+const maxChallengeScope = 4 << 10
+
+// resourceScopes is the protected resource metadata's scopes_supported,
+// once discovered.
+func (r *resolver) resourceScopes() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cached == nil {
+		return nil
+	}
+	return r.cached.ResourceScopes
 }
 
 // scopesFromChallenge is the challenged scope, if any (MCP: used when no
@@ -154,10 +235,36 @@ func (r *resolver) scopesFromChallenge() []string {
 
 // untrustedError is a discovery result the gateway refuses to act on: a
 // mismatched document, a blocked destination, a changed authorization
-// server. Retrying will not help until the configuration changes.
+// server. Retrying will not help until the configuration changes. msg may
+// carry URLs and strings from remote documents: it is logged, never shown
+// to clients, who get the description of kind.
 type untrustedError struct {
-	msg string
-	err error
+	kind untrustedKind
+	msg  string
+	err  error
+}
+
+// untrustedKind says, in a stable sentence for clients, why discovery
+// was not trusted.
+type untrustedKind int
+
+const (
+	untrustedMetadata untrustedKind = iota // mismatched or unusable metadata
+	untrustedBlocked                       // a destination the SSRF guard refused
+	untrustedPin                           // another issuer than the pinned one
+	untrustedIssuer                        // a discovered issuer not trusted with a secret
+)
+
+func (k untrustedKind) String() string {
+	switch k {
+	case untrustedBlocked:
+		return "discovery led to an address the gateway does not contact"
+	case untrustedPin:
+		return "the upstream names another authorization server than the one this credential is bound to; an operator must change the configuration or unpin it"
+	case untrustedIssuer:
+		return "the discovered authorization server is not trusted with this credential's secret; an operator must name it with `trusted_issuers` or `issuer`"
+	}
+	return "the authorization server metadata could not be validated"
 }
 
 func (e *untrustedError) Error() string   { return e.msg }
@@ -170,9 +277,12 @@ func (e *untrustedError) Transient() bool { return false }
 // information (a challenge) rather than being retried at once; anything
 // else (network) is transient.
 func discoveryFailure(err error) error {
+	if errors.Is(err, discovery.ErrBlockedDestination) {
+		return &untrustedError{kind: untrustedBlocked, msg: err.Error(), err: err}
+	}
 	var ve *discovery.ValidationError
-	if errors.As(err, &ve) || errors.Is(err, discovery.ErrBlockedDestination) {
-		return &untrustedError{msg: err.Error(), err: err}
+	if errors.As(err, &ve) {
+		return &untrustedError{kind: untrustedMetadata, msg: err.Error(), err: err}
 	}
 	if errors.Is(err, discovery.ErrNotFound) {
 		return &notFoundError{err: err}

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -23,7 +25,8 @@ import (
 // refresh and one replay; a 403 insufficient_scope to at most one step-up
 // and one replay.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	tok, cached, err := h.cred.Acquire(r.Context())
+	tokenWait := time.Duration(h.TokenWait)
+	tok, cached, err := h.cred.AcquireWithin(r.Context(), tokenWait)
 	if cached {
 		cacheHits.Inc()
 	} else {
@@ -39,9 +42,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		tok = nil
 	}
 
-	body, replayable, err := h.replayBody(r)
+	body, replayable, reserved, err := h.replayBody(r)
 	if err != nil {
 		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
+	}
+	if reserved > 0 {
+		defer releaseReplay(reserved)
 	}
 	// The upstream's headers land in w.Header() even when its response is
 	// held back; a replay must start from what was there before.
@@ -82,7 +88,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				h.invalidateInBackground(failed)
 				return h.passThrough(w, ic)
 			}
-			newTok, rerr := h.cred.Invalidate(r.Context(), failed)
+			newTok, rerr := h.invalidate(r, failed, tokenWait)
+			if errors.Is(rerr, tokenstore.ErrRejectedAgain) {
+				// The upstream rejects tokens as fast as they come: tell
+				// the client the truth instead of asking for more.
+				gatewayMetrics.rejectedAgain.Inc()
+				h.logger.Warn("upstream rejected a token obtained moments ago after a rejection; passing the 401 on instead of refreshing again",
+					zap.String("credential", h.cred.ID()))
+				return h.passThrough(w, ic)
+			}
 			if rerr != nil {
 				putInterceptor(ic)
 				resetHeader(w.Header(), origHeader)
@@ -100,7 +114,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			if !replayable || len(want) == 0 || tok == nil {
 				return h.passThrough(w, ic)
 			}
-			newTok, serr := h.cred.StepUp(r.Context(), want, tok.AccessToken)
+			if outside := h.scopesOutsideBound(want); len(outside) > 0 {
+				putInterceptor(ic)
+				resetHeader(w.Header(), origHeader)
+				return h.respondStepUpError(w, tok, want, fmt.Errorf("%w: %s", errScopeNotAllowed, strings.Join(outside, " ")))
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), tokenWait)
+			newTok, serr := h.cred.StepUp(ctx, want, tok.AccessToken)
+			cancel()
 			if serr != nil {
 				putInterceptor(ic)
 				resetHeader(w.Header(), origHeader)
@@ -158,10 +179,15 @@ func (h *Handler) respondStepUpError(w http.ResponseWriter, tok *tokenstore.Toke
 	all := strings.Join(tokenstore.UnionScopes(tok.Scopes, want), " ")
 	desc := fmt.Sprintf("the upstream requires scope %q; the authorization server refused to grant it to the gateway", need)
 	outcome := "refused"
-	if errors.Is(err, tokenstore.ErrScopeNotGrantable) {
+	switch {
+	case errors.Is(err, tokenstore.ErrScopeNotGrantable):
 		outcome = "not_grantable"
 		desc = fmt.Sprintf("the upstream requires scope %q, which the gateway's refresh-token credential cannot obtain by refreshing (RFC 6749 section 6); an operator must re-authorize it with scopes %q",
 			need, all)
+	case errors.Is(err, errScopeNotAllowed), errors.Is(err, tokenstore.ErrScopeLimit):
+		outcome = "not_allowed"
+		desc = "the upstream requires a scope outside those this gateway may request for it (scope, max_scope, or the resource's scopes_supported); an operator must allow it with max_scope"
+		all = strings.Join(h.Scopes, " ")
 	}
 	gatewayMetrics.stepUps.WithLabelValues(outcome).Inc()
 	h.logger.Warn("step-up failed", zap.String("credential", h.cred.ID()), zap.String("outcome", outcome),
@@ -191,20 +217,32 @@ func (h *Handler) canLearnFromChallenge(err error) bool {
 	return h.TokenEndpoint == "" && h.Issuer == "" && errors.Is(err, discovery.ErrNotFound)
 }
 
-// replayBody buffers a request body of known length up to MaxReplayBody
-// so it can be sent again. Anything else streams and is not replayable.
-func (h *Handler) replayBody(r *http.Request) (body []byte, replayable bool, err error) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return nil, true, nil
+// invalidate refreshes after an upstream 401, waiting at most wait.
+func (h *Handler) invalidate(r *http.Request, failed string, wait time.Duration) (*tokenstore.Token, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	return h.cred.Invalidate(ctx, failed)
+}
+
+// errScopeNotAllowed: an upstream asked for a scope outside the step-up
+// bound.
+var errScopeNotAllowed = errors.New("scope outside the step-up bound")
+
+// scopesOutsideBound returns the scopes in want that step-up may not ask
+// for: those outside max_scope, or without it, outside the configured
+// scopes and the resource's scopes_supported.
+func (h *Handler) scopesOutsideBound(want []string) []string {
+	bound := h.MaxScope
+	if len(bound) == 0 {
+		bound = tokenstore.UnionScopes(h.Scopes, h.resolver.resourceScopes())
 	}
-	if r.ContentLength < 0 || r.ContentLength > h.MaxReplayBody {
-		return nil, false, nil
+	var outside []string
+	for _, s := range want {
+		if !slices.Contains(bound, s) {
+			outside = append(outside, s)
+		}
 	}
-	body = make([]byte, r.ContentLength)
-	if _, err := io.ReadFull(r.Body, body); err != nil {
-		return nil, false, err
-	}
-	return body, true, nil
+	return outside
 }
 
 // invalidateInBackground refreshes after a 401 that cannot be replayed,

@@ -70,8 +70,11 @@ func (a *App) backend(ctx caddy.Context) (string, func() (tokenstore.Backend, er
 func decodeKeys(raw []string) ([][]byte, error) {
 	repl := caddy.NewReplacer()
 	var keys [][]byte
-	for i, k := range raw {
-		k = strings.TrimSpace(repl.ReplaceKnown(k, ""))
+	for i, written := range raw {
+		k := strings.TrimSpace(repl.ReplaceKnown(written, ""))
+		if k == "" {
+			return nil, fmt.Errorf("encryption_key %d: %s expanded to nothing (is the environment variable or file set?)", i+1, written)
+		}
 		b, err := base64.StdEncoding.DecodeString(k)
 		if err != nil {
 			if b, err = base64.RawURLEncoding.DecodeString(k); err != nil {

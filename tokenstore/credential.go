@@ -107,8 +107,23 @@ func (c *Credential) Acquire(ctx context.Context) (tok *Token, cached bool, err 
 			return t, true, nil
 		}
 	}
-	t, err := c.refresh(ctx, "", nil)
+	t, err := c.refresh(ctx, reasonExpiry, "", nil)
 	return t, false, err
+}
+
+// AcquireWithin is Acquire that waits at most wait for a token when none
+// is cached; the refresh itself goes on in the background. The hot path
+// (a cached token) allocates nothing for the bound.
+func (c *Credential) AcquireWithin(ctx context.Context, wait time.Duration) (tok *Token, cached bool, err error) {
+	if t := c.current.Load(); t != nil && c.m.now().Before(t.refreshAt) {
+		if !c.used.Load() {
+			c.used.Store(true)
+		}
+		return t, true, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	return c.Acquire(ctx)
 }
 
 // scheduleRefresh arms a timer at tok's refresh point: if the credential
@@ -142,9 +157,17 @@ func (c *Credential) Cached() *Token { return c.current.Load() }
 
 // Invalidate is called when an upstream rejected failed (401). It refreshes
 // at most once for that token: if another request already replaced it, the
-// replacement is returned without a token request.
+// replacement is returned without a token request. A token that was itself
+// obtained after a rejection less than ReactiveRefreshInterval ago is not
+// refreshed again (ErrRejectedAgain): the upstream is rejecting fresh
+// tokens, and the token endpoint must not follow it one to one.
 func (c *Credential) Invalidate(ctx context.Context, failed string) (*Token, error) {
-	return c.refresh(ctx, failed, nil)
+	if t := c.current.Load(); t != nil && failed != "" && t.AccessToken == failed && t.reactive &&
+		c.m.now().Sub(t.obtainedAt) < c.m.opts.ReactiveRefreshInterval {
+		c.m.hooks.rejectedAgain(c)
+		return nil, ErrRejectedAgain
+	}
+	return c.refresh(ctx, reasonReactive, failed, nil)
 }
 
 // StepUp obtains a token carrying every scope in want (plus those already
@@ -157,18 +180,35 @@ func (c *Credential) StepUp(ctx context.Context, want []string, failed string) (
 	if t := c.current.Load(); t != nil && t.AccessToken != failed && t.HasScopes(want) && c.m.now().Before(t.usableUntil) {
 		return t, nil
 	}
-	return c.refresh(ctx, failed, want)
+	held := c.spec.Scopes
+	if t := c.current.Load(); t != nil {
+		held = t.Scopes
+	}
+	if len(UnionScopes(held, want)) > MaxScopes {
+		return nil, fmt.Errorf("%w: more than %d", ErrScopeLimit, MaxScopes)
+	}
+	return c.refresh(ctx, reasonStepUp, failed, want)
 }
 
+// Why a token is requested; logged, and counted by kind in the metrics.
+const (
+	reasonInitial   = "initial"   // the credential held no access token yet
+	reasonProactive = "proactive" // ahead of expiry, in the background
+	reasonExpiry    = "expiry"    // a request found the token expired
+	reasonReactive  = "reactive"  // the upstream rejected the token (401)
+	reasonStepUp    = "step_up"   // the upstream asked for more scope (403)
+	reasonOperator  = "operator"  // the admin API asked for a refresh
+)
+
 // refresh runs at most one refresh of this credential at a time; callers
-// arriving meanwhile share its result.
-func (c *Credential) refresh(ctx context.Context, failed string, want []string) (*Token, error) {
+// arriving meanwhile share its result (and the first caller's reason).
+func (c *Credential) refresh(ctx context.Context, reason, failed string, want []string) (*Token, error) {
 	key := "refresh"
 	if len(want) > 0 {
 		key = fmt.Sprint("stepup", want)
 	}
 	ch := c.flight.DoChan(key, func() (any, error) {
-		return c.doRefresh(failed, want)
+		return c.doRefresh(reason, failed, want)
 	})
 	select {
 	case r := <-ch:
@@ -190,7 +230,7 @@ func (c *Credential) refreshInBackground() {
 		defer c.background.Store(false)
 		ctx, cancel := context.WithTimeout(c.m.ctx, c.m.opts.RefreshTimeout)
 		defer cancel()
-		if _, err := c.refresh(ctx, "", nil); err != nil {
+		if _, err := c.refresh(ctx, reasonProactive, "", nil); err != nil {
 			c.m.logger.Debug("proactive refresh failed; the current token stays in use until it expires",
 				c.m.logFields(c, "error", err.Error())...)
 		}
@@ -216,7 +256,9 @@ func (c *Credential) Status() Status {
 	defer c.mu.Unlock()
 	s := Status{ID: c.id, Resource: c.spec.Resource, Grant: c.spec.Grant, State: c.state, LastError: c.lastErr, Scopes: c.spec.Scopes}
 	if c.rec != nil {
-		s.Issuer, s.Scopes, s.Generation = c.rec.Issuer, c.rec.Scopes, c.rec.Generation
+		// The scopes the current token was granted (as the server said,
+		// else as requested), also when they came from discovery.
+		s.Issuer, s.Scopes, s.Generation = c.rec.Issuer, c.rec.grantedScopes(), c.rec.Generation
 	}
 	if t := c.current.Load(); t != nil && !t.Expiry.IsZero() {
 		s.Expiry = t.Expiry

@@ -40,7 +40,9 @@ func TestConcurrentRequestsShareOneTokenRequest(t *testing.T) {
 
 func TestRotatedRefreshTokenIsPersistedAndNeverReused(t *testing.T) {
 	req := newRotating("seed", time.Hour)
-	m := newTestManager(t, NewMemoryBackend(), testOptions())
+	opts := testOptions()
+	opts.ReactiveRefreshInterval = time.Nanosecond // every rejection refreshes here
+	m := newTestManager(t, NewMemoryBackend(), opts)
 	c := m.Credential(refreshSpec("seed"), req)
 	ctx := context.Background()
 

@@ -51,6 +51,17 @@ type Options struct {
 	ReleasedGrace time.Duration
 	// GCInterval is how often collection runs (default 10m).
 	GCInterval time.Duration
+	// ReactiveRefreshInterval: a token obtained because the upstream
+	// rejected the previous one, and rejected again within this interval,
+	// is not refreshed again (default 10s); the rejection reaches the
+	// client. It stops an upstream that rejects every token from driving
+	// the token endpoint one to one.
+	ReactiveRefreshInterval time.Duration
+	// ConfigRetry is how long a credential waits after a fault only a
+	// configuration change can fix (unsupported_grant_type,
+	// unauthorized_client, invalid_scope, an unreadable stored record)
+	// before trying again (default 60s).
+	ConfigRetry time.Duration
 	// Now is the clock (default time.Now); tests replace it.
 	Now func() time.Time
 }
@@ -73,6 +84,8 @@ func (o *Options) setDefaults() {
 	def(&o.DeadRetryClientCredentials, 60*time.Second)
 	def(&o.ReleasedGrace, 24*time.Hour)
 	def(&o.GCInterval, 10*time.Minute)
+	def(&o.ReactiveRefreshInterval, 10*time.Second)
+	def(&o.ConfigRetry, 60*time.Second)
 	if o.Attempts <= 0 {
 		o.Attempts = 3
 	}
@@ -312,11 +325,11 @@ func (m *Manager) load(ctx context.Context, id string) (*Record, error) {
 	}
 	plain, err := m.codec.Open(id, data)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrUnreadable, err)
 	}
 	rec, err := decodeRecord(id, plain)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrUnreadable, err)
 	}
 	rec.Generation = gen
 	return rec, nil
@@ -362,6 +375,14 @@ type Hooks struct {
 	OnDead         func(credentialID string)
 	OnStoreError   func(credentialID string)
 	OnLockWait     func(credentialID string, waited time.Duration)
+	// OnRejectedAgain: a reactive refresh was refused (ErrRejectedAgain).
+	OnRejectedAgain func(credentialID string)
+}
+
+func (h Hooks) rejectedAgain(c *Credential) {
+	if h.OnRejectedAgain != nil {
+		h.OnRejectedAgain(c.id)
+	}
 }
 
 func (h Hooks) tokenRequest(c *Credential, grant string, err error, took time.Duration) {

@@ -10,8 +10,12 @@ import (
 // Revoker is implemented by Requesters that can revoke tokens at the
 // authorization server (RFC 7009).
 type Revoker interface {
-	// Revoke revokes token; hint is "refresh_token" or "access_token".
-	Revoke(ctx context.Context, token, hint string) error
+	// Revoke revokes token (hint "refresh_token" or "access_token") at
+	// the revocation endpoint of pinnedIssuer, the authorization server
+	// the credential is bound to ("" before the first token). It must not
+	// send the token or the client's secret to any other server, and
+	// returns ErrNoRevocationEndpoint when there is no endpoint to use.
+	Revoke(ctx context.Context, pinnedIssuer, token, hint string) error
 }
 
 // ForceRefresh obtains a new token now, whatever the cached one's expiry.
@@ -27,12 +31,13 @@ func (c *Credential) ForceRefresh(ctx context.Context) (*Token, error) {
 	if t := c.current.Load(); t != nil {
 		failed = t.AccessToken
 	}
-	return c.refresh(ctx, failed, nil)
+	return c.refresh(ctx, reasonOperator, failed, nil)
 }
 
 // Replace stores a new refresh token for the credential (an operator
 // re-seeding a dead credential without a restart). The stored record is
-// replaced under the lock; the next request uses the new token.
+// replaced under the lock, keeping its issuer pin; the next request uses
+// the new token.
 func (c *Credential) Replace(ctx context.Context, refreshToken string) error {
 	if c.spec.Grant != GrantRefreshToken {
 		return fmt.Errorf("tokenstore: credential %s uses grant %s, which has no refresh token", c.id, c.spec.Grant)
@@ -42,80 +47,139 @@ func (c *Credential) Replace(ctx context.Context, refreshToken string) error {
 	}
 	return c.rewrite(ctx, "replaced", func(rec *Record) {
 		rec.RefreshToken = refreshToken
-		rec.AccessToken, rec.Expiry, rec.IssuedAt, rec.GrantedScope = "", time.Time{}, time.Time{}, ""
-		rec.Dead, rec.LastError = false, ""
+		clearTokens(rec)
+		rec.Dead, rec.LastError, rec.Revoked = false, "", false
 	})
 }
 
-// Revoke revokes the credential's tokens at the authorization server
-// (refresh token first, so no new access tokens can be minted, then the
-// access token) and forgets the credential. Revocation is best effort:
-// the credential is forgotten even if the server refuses, and the error
-// is returned.
-func (c *Credential) Revoke(ctx context.Context) error {
-	box := c.requester.Load()
-	rv, ok := box.r.(Revoker)
-	var revokeErr error
-	if ok {
-		rt, at := c.secretsForRevocation(ctx)
-		if rt != "" {
-			revokeErr = errors.Join(revokeErr, rv.Revoke(ctx, rt, "refresh_token"))
-		}
-		if at != "" {
-			revokeErr = errors.Join(revokeErr, rv.Revoke(ctx, at, "access_token"))
-		}
-	} else {
-		revokeErr = errors.New("tokenstore: no revocation endpoint known for this credential")
+// Unpin binds the credential to another authorization server, named by
+// an operator: the one explicit way, besides a configuration change, to
+// move a pin. Tokens of the old server are dropped (they mean nothing to
+// the new one); a refresh-token credential then waits for an upload of a
+// refresh token issued by the new server.
+func (c *Credential) Unpin(ctx context.Context, issuer string) error {
+	if c.spec.Issuer != "" {
+		return fmt.Errorf("tokenstore: credential %s is pinned by its configuration (issuer %s); change the configuration instead", c.id, c.spec.Issuer)
 	}
-	if err := c.Forget(ctx); err != nil {
-		return errors.Join(revokeErr, err)
+	if issuer == "" {
+		return errors.New("tokenstore: unpin needs the new issuer")
 	}
-	return revokeErr
+	return c.rewrite(ctx, "unpinned", func(rec *Record) {
+		rec.Issuer = issuer
+		rec.TokenEndpoint = ""
+		clearTokens(rec)
+		rec.RefreshToken = ""
+		rec.Dead, rec.LastError, rec.Revoked = false, "", false
+		if c.spec.Grant == GrantRefreshToken {
+			rec.Dead, rec.LastError = true, "pinned to a new authorization server by an operator; upload a refresh token it issued"
+		}
+	})
 }
 
-// secretsForRevocation reads the newest refresh and access tokens.
-func (c *Credential) secretsForRevocation(ctx context.Context) (refreshToken, accessToken string) {
-	if rec, err := c.m.load(ctx, c.id); err == nil {
-		refreshToken, accessToken = rec.RefreshToken, rec.AccessToken
+// RevokeResult says what Revoke did.
+type RevokeResult struct {
+	// RefreshTokenRevoked and AccessTokenRevoked are set when the server
+	// accepted the revocation of that token.
+	RefreshTokenRevoked bool `json:"refresh_token_revoked"`
+	AccessTokenRevoked  bool `json:"access_token_revoked"`
+	// Warning describes a partial failure that did not stop the revoke
+	// (the access token could not be revoked after the refresh token was).
+	Warning string `json:"warning,omitempty"`
+}
+
+// Revoke revokes the credential's tokens at its pinned authorization
+// server (refresh token first, so no new access tokens can be minted, then
+// the access token) and then forgets them locally. It revokes or changes
+// nothing: without a revocation endpoint it returns ErrNoRevocationEndpoint,
+// and when the server refuses the first revocation it returns that error;
+// in both cases the credential is left as it was.
+func (c *Credential) Revoke(ctx context.Context) (RevokeResult, error) {
+	var res RevokeResult
+	rv, ok := c.requester.Load().r.(Revoker)
+	if !ok {
+		return res, ErrNoRevocationEndpoint
 	}
+	rec, err := c.latestRecord(ctx)
+	if err != nil {
+		return res, err
+	}
+	at := rec.AccessToken
+	if t := c.current.Load(); t != nil && at == "" {
+		at = t.AccessToken
+	}
+	first, firstHint, second := rec.RefreshToken, "refresh_token", at
+	if first == "" {
+		first, firstHint, second = at, "access_token", ""
+	}
+	if first != "" {
+		if err := rv.Revoke(ctx, rec.Issuer, first, firstHint); err != nil {
+			return res, err
+		}
+		res.RefreshTokenRevoked = firstHint == "refresh_token"
+		res.AccessTokenRevoked = firstHint == "access_token"
+	}
+	if second != "" {
+		if err := rv.Revoke(ctx, rec.Issuer, second, "access_token"); err != nil {
+			res.Warning = "the refresh token was revoked, but revoking the access token failed: " + err.Error()
+		} else {
+			res.AccessTokenRevoked = true
+		}
+	}
+	return res, c.forget(ctx, "revoked by an operator")
+}
+
+// latestRecord is the newest record: a pending (unpersisted) one in
+// memory, else the stored one, else the configuration.
+func (c *Credential) latestRecord(ctx context.Context) (*Record, error) {
 	c.mu.Lock()
 	if c.pending && c.rec != nil {
-		refreshToken, accessToken = c.rec.RefreshToken, c.rec.AccessToken
+		rec := c.rec.clone()
+		c.mu.Unlock()
+		return rec, nil
 	}
 	c.mu.Unlock()
-	if t := c.current.Load(); t != nil && accessToken == "" {
-		accessToken = t.AccessToken
+	rec, err := c.m.load(ctx, c.id)
+	if errors.Is(err, ErrNotFound) {
+		return c.freshRecord(), nil
 	}
-	return refreshToken, accessToken
+	return rec, err
 }
 
-// Forget deletes the stored record and drops the cached token. A
-// refresh-token credential then stays dead (its seed is not re-used: it
-// was spent) until a new seed or an upload; a client-credentials one
-// simply obtains a new token on the next request.
+// Forget drops the credential's tokens without revoking them. The record
+// stays, tokenless, so the issuer pin survives: a client-credentials
+// credential obtains a new token (from the same server) on the next
+// request; a refresh-token credential stays dead until a new seed or an
+// upload (its seed was spent).
 func (c *Credential) Forget(ctx context.Context) error {
-	release, err := c.m.backend.Lock(ctx, c.id, c.m.opts.LockTTL)
+	return c.forget(ctx, "forgotten by an operator")
+}
+
+func (c *Credential) forget(ctx context.Context, why string) error {
+	err := c.rewrite(ctx, "forgotten", func(rec *Record) {
+		clearTokens(rec)
+		rec.RefreshToken = ""
+		rec.Revoked, rec.LastError, rec.Dead = true, why, false
+		if c.spec.Grant == GrantRefreshToken {
+			rec.Dead, rec.LastError = true, why+"; upload a new refresh token"
+		}
+	})
 	if err != nil {
 		return err
 	}
-	defer release()
-	if err := c.m.backend.Delete(ctx, c.id); err != nil {
-		return err
-	}
-	c.current.Store(nil)
-	c.mu.Lock()
-	c.rec, c.pending, c.storedGen = nil, false, 0
 	if c.spec.Grant == GrantRefreshToken {
-		c.state, c.lastErr = StateDead, "forgotten by an operator; upload a new refresh token"
-		c.deadCheckAt = c.m.now().Add(c.m.opts.DeadRecheck)
+		_ = c.markDead(why+"; upload a new refresh token", false, true)
 	}
-	c.mu.Unlock()
-	c.m.emit(c, "forgotten", 0)
 	return nil
 }
 
+func clearTokens(rec *Record) {
+	rec.AccessToken, rec.TokenType, rec.GrantedScope = "", "", ""
+	rec.Expiry, rec.IssuedAt = time.Time{}, time.Time{}
+}
+
 // rewrite applies change to the newest record under the lock and stores
-// it as a new generation.
+// it as a new generation. A stored record that cannot be read is not
+// overwritten (ErrUnreadable).
 func (c *Credential) rewrite(ctx context.Context, kind string, change func(*Record)) error {
 	release, err := c.m.backend.Lock(ctx, c.id, c.m.opts.LockTTL)
 	if err != nil {
@@ -132,8 +196,14 @@ func (c *Credential) rewrite(ctx context.Context, kind string, change func(*Reco
 	default:
 		return err
 	}
+	c.mu.Lock()
+	if c.pending && c.rec != nil && c.rec.Generation > storedGen {
+		// Memory holds a newer pair than the store: start from it.
+		stored = c.rec.clone()
+	}
+	c.mu.Unlock()
 	next := stored.clone()
-	next.Generation = storedGen + 1
+	next.Generation = max(storedGen, stored.Generation) + 1
 	next.SeedHash = c.seedHash
 	next.UpdatedAt = c.m.now()
 	change(next)
@@ -143,7 +213,7 @@ func (c *Credential) rewrite(ctx context.Context, kind string, change func(*Reco
 	c.current.Store(nil)
 	c.mu.Lock()
 	c.rec, c.pending, c.storedGen = next, false, next.Generation
-	c.state, c.lastErr, c.failures = StateHealthy, "", 0
+	c.state, c.lastErr, c.lastErrValue, c.failures = StateHealthy, "", nil, 0
 	c.deadCheckAt, c.backoffUntil = time.Time{}, time.Time{}
 	c.mu.Unlock()
 	c.m.publish(c, next.Generation)

@@ -55,8 +55,10 @@ func TestForceRefreshAndForget(t *testing.T) {
 	if err := c.Forget(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.load(ctx, c.ID()); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("record after forget: %v", err)
+	// The record stays, tokenless, so the issuer pin survives.
+	rec := storedRecord(t, m, c.ID())
+	if rec.AccessToken != "" || rec.RefreshToken != "" || !rec.Revoked {
+		t.Fatalf("record after forget: %+v", rec)
 	}
 	if c.Cached() != nil {
 		t.Fatal("token still cached after forget")

@@ -18,7 +18,7 @@ import (
 //     another instance stored meanwhile instead of spending our refresh token.
 //  4. Request a token; persist the new pair (compare-and-swap on the
 //     generation) before publishing it; keep it in memory if the write fails.
-func (c *Credential) doRefresh(failed string, want []string) (*Token, error) {
+func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, error) {
 	m := c.m
 	ctx, cancel := context.WithTimeout(m.ctx, m.opts.RefreshTimeout)
 	defer cancel()
@@ -57,7 +57,10 @@ func (c *Credential) doRefresh(failed string, want []string) (*Token, error) {
 		return adopted, nil
 	}
 	if base.Dead {
-		return nil, c.markDead(base.LastError, false)
+		return nil, c.markDead(base.LastError, false, base.Revoked)
+	}
+	if base.AccessToken == "" && (reason == reasonExpiry || reason == reasonProactive) {
+		reason = reasonInitial
 	}
 
 	scopes := UnionScopes(base.Scopes, want)
@@ -65,7 +68,7 @@ func (c *Credential) doRefresh(failed string, want []string) (*Token, error) {
 	if c.spec.Grant == GrantRefreshToken {
 		req.RefreshToken = base.RefreshToken
 		if req.RefreshToken == "" {
-			return nil, c.markDead("no refresh token is stored or configured", false)
+			return nil, c.markDead("no refresh token is stored or configured", false, false)
 		}
 	}
 
@@ -99,7 +102,7 @@ func (c *Credential) doRefresh(failed string, want []string) (*Token, error) {
 	if res.TokenEndpoint != "" {
 		next.TokenEndpoint = res.TokenEndpoint
 	}
-	next.Dead, next.LastError = false, ""
+	next.Dead, next.LastError, next.Revoked = false, "", false
 	next.SeedHash = c.seedHash
 	next.UpdatedAt = now
 
@@ -108,6 +111,7 @@ func (c *Credential) doRefresh(failed string, want []string) (*Token, error) {
 	c.persist(ctx, next, storedGen)
 
 	tok := newToken(next, m.opts.RefreshSkew)
+	tok.obtainedAt, tok.reactive = now, reason == reasonReactive
 	c.current.Store(tok)
 	c.scheduleRefresh(tok)
 	m.touch(c)
@@ -115,13 +119,6 @@ func (c *Credential) doRefresh(failed string, want []string) (*Token, error) {
 	c.failures, c.backoffUntil = 0, time.Time{}
 	c.mu.Unlock()
 	c.setState(StateHealthy, "")
-	reason := "expiry"
-	switch {
-	case len(want) > 0:
-		reason = "step_up"
-	case failed != "":
-		reason = "rejected_by_upstream"
-	}
 	m.hooks.refreshed(c, reason)
 	m.emit(c, "refreshed", next.Generation)
 	m.logger.Debug("obtained token", m.logFields(c,
@@ -188,6 +185,13 @@ func (c *Credential) gate() error {
 func (c *Credential) reconcile(ctx context.Context, failed string, want []string) (base *Record, storedGen uint64, adopted *Token, err error) {
 	m := c.m
 	stored, err := m.load(ctx, c.id)
+	if errors.Is(err, ErrUnreadable) {
+		// Fail closed: the record holds the issuer pin and perhaps the
+		// only refresh token. Overwriting it would lose both.
+		m.logger.Error("stored credential cannot be read; not overwriting it (check encryption_key, or remove the record to start over)",
+			m.logFields(c, "error", err.Error())...)
+		return nil, 0, nil, c.failSlow(err)
+	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		if c.spec.Grant != GrantClientCredentials {
 			return nil, 0, nil, c.failTransient(fmt.Errorf("tokenstore: store unavailable, not refreshing a rotating credential without it: %w", err), 0)
@@ -213,7 +217,11 @@ func (c *Credential) reconcile(ctx context.Context, failed string, want []string
 		m.logger.Info("configured refresh token changed; replacing the stored credential", m.logFields(c)...)
 		base = c.freshRecord()
 		base.Generation = stored.Generation
-		base.Issuer = "" // a new seed may come from a re-pinned configuration
+		if base.Issuer == "" {
+			// The pin outlives a new seed: only an issuer in the
+			// configuration or an operator's unpin moves it.
+			base.Issuer = stored.Issuer
+		}
 	case pending && local != nil && (stored == nil || local.Generation > stored.Generation):
 		// Our own write failed earlier: memory holds the newest pair.
 		base = local
@@ -322,19 +330,37 @@ func (c *Credential) handleRequestError(ctx context.Context, base *Record, store
 		c.mu.Lock()
 		c.lastErrValue = err
 		c.mu.Unlock()
-		return c.markDead(err.Error(), true)
+		return c.markDead(err.Error(), true, false)
 	case isTransient(err):
 		return c.failTransient(err, retryAfter(err))
 	default:
-		// The request was refused (invalid_scope, invalid_target, ...) but
-		// the credential may be fine: back off briefly, report clearly.
-		return c.failTransient(err, 0)
+		// The request was refused as configured (unsupported_grant_type,
+		// unauthorized_client, invalid_scope, invalid_target, no
+		// metadata): the credential may be fine, but asking again at once
+		// cannot help. Retry slowly and say what to change.
+		return c.failSlow(fmt.Errorf("%w: %w", ErrConfiguration, err))
 	}
 }
 
-func (c *Credential) markDead(reason string, fresh bool) error {
+// failSlow records a fault that only a configuration (or operator) change
+// fixes, and waits ConfigRetry before trying again.
+func (c *Credential) failSlow(err error) error {
+	c.mu.Lock()
+	c.failures++
+	c.state, c.lastErr, c.lastErrValue = StateBackoff, err.Error(), err
+	c.backoffUntil = c.m.now().Add(c.m.opts.ConfigRetry)
+	c.mu.Unlock()
+	c.m.logger.Error("credential needs a configuration or operator change; retrying slowly", c.m.logFields(c, "error", err.Error(),
+		"retry_in", c.m.opts.ConfigRetry.String())...)
+	return err
+}
+
+func (c *Credential) markDead(reason string, fresh, revoked bool) error {
 	c.mu.Lock()
 	c.state, c.lastErr = StateDead, reason
+	if revoked {
+		c.lastErrValue = fmt.Errorf("%w: %s", ErrRevoked, reason)
+	}
 	errVal := c.lastErrValue
 	c.deadCheckAt = c.m.now().Add(c.m.opts.DeadRecheck)
 	if c.spec.Grant == GrantClientCredentials {
@@ -348,6 +374,9 @@ func (c *Credential) markDead(reason string, fresh bool) error {
 		c.m.emit(c, "dead", 0)
 		c.m.logger.Error("credential rejected by the authorization server; requests will fail until it is re-seeded",
 			c.m.logFields(c, "error", reason)...)
+	}
+	if revoked {
+		return fmt.Errorf("%w: %w: %s", ErrDead, ErrRevoked, reason)
 	}
 	if fresh && errVal != nil {
 		return fmt.Errorf("%w: %w", ErrDead, errVal)

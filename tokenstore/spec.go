@@ -110,6 +110,10 @@ type Token struct {
 	// usableUntil is when requests must wait for a new token.
 	refreshAt   time.Time
 	usableUntil time.Time
+	// obtainedAt and reactive say when and why this process obtained the
+	// token: a reactive token rejected again soon is not refreshed again.
+	obtainedAt time.Time
+	reactive   bool
 }
 
 // HeaderValue is the Authorization header value to send upstream. Every
@@ -127,9 +131,15 @@ func (t *Token) HasScopes(want []string) bool {
 	return true
 }
 
-// timeForever stands in for "no known expiry": such tokens are replaced
-// only when an upstream rejects them.
+// timeForever stands in for "no known expiry" in records written before
+// AssumedLifetime existed (they carry no IssuedAt): such tokens are
+// replaced only when an upstream rejects them.
 var timeForever = time.Unix(1<<62, 0)
+
+// AssumedLifetime is the lifetime given to a token whose response had no
+// (or a non-positive) expires_in: it is refreshed ahead of that point like
+// any other, so a token the server silently expires is not used forever.
+const AssumedLifetime = time.Hour
 
 // newToken computes the refresh windows. The skew is capped at a fifth of
 // the lifetime so a 3-second token is refreshed after 2.4 s rather than on
@@ -144,16 +154,20 @@ func newToken(r *Record, skew time.Duration) *Token {
 		Generation:  r.Generation,
 		header:      "Bearer " + r.AccessToken,
 	}
-	if r.Expiry.IsZero() {
-		t.refreshAt, t.usableUntil = timeForever, timeForever
-		return t
+	expiry := r.Expiry
+	if expiry.IsZero() {
+		if r.IssuedAt.IsZero() {
+			t.refreshAt, t.usableUntil = timeForever, timeForever
+			return t
+		}
+		expiry = r.IssuedAt.Add(AssumedLifetime)
 	}
-	lifetime := r.Expiry.Sub(r.IssuedAt)
+	lifetime := expiry.Sub(r.IssuedAt)
 	if lifetime < 0 {
 		lifetime = 0
 	}
-	t.refreshAt = r.Expiry.Add(-min(skew, lifetime/5))
-	t.usableUntil = r.Expiry.Add(-min(2*time.Second, lifetime/20))
+	t.refreshAt = expiry.Add(-min(skew, lifetime/5))
+	t.usableUntil = expiry.Add(-min(2*time.Second, lifetime/20))
 	return t
 }
 

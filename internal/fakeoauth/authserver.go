@@ -41,8 +41,9 @@ type AuthServerOptions struct {
 	AuthMethods []string
 	// ScopesSupported is advertised in the metadata (default read write admin).
 	ScopesSupported []string
-	// RejectResource answers any token request carrying an RFC 8707
-	// `resource` with 400 invalid_target, as Entra v2 does.
+	// RejectResource answers a token request carrying both an RFC 8707
+	// `resource` and a `scope` with 400 invalid_request and an
+	// AADSTS901002 description, as Microsoft Entra ID v2 endpoints do.
 	RejectResource bool
 
 	// SlackErrors answers token errors with HTTP 200

@@ -99,8 +99,11 @@ func (a *AuthServer) grant(r *http.Request, entry *TokenRequestLog) tokenReply {
 		}
 		return reply
 	}
-	if a.opts.RejectResource && r.PostForm.Has("resource") {
-		return failed(http.StatusBadRequest, "invalid_target", "the resource parameter is not supported")
+	if a.opts.RejectResource && r.PostForm.Has("resource") && r.PostForm.Has("scope") {
+		// Microsoft Entra ID v2 endpoints refuse RFC 8707 resource next
+		// to scope with an AADSTS901002-style invalid_request.
+		return failed(http.StatusBadRequest, "invalid_request",
+			"AADSTS901002: The 'resource' request parameter is not supported. Trace ID: 7f1c Correlation ID: 9a2e")
 	}
 	requested := strings.Fields(r.PostForm.Get("scope"))
 	switch entry.Grant {

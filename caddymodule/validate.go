@@ -1,0 +1,147 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
+)
+
+// Validate checks the configuration (placeholders already expanded by
+// Provision); each message names the subdirective and the handler.
+func (h *Handler) Validate() error {
+	if err := h.validate(); err != nil {
+		return fmt.Errorf("%s: %w", h.where(), err)
+	}
+	return nil
+}
+
+func (h *Handler) validate() error {
+	x := &h.expanded
+	if x.Resource == "" {
+		return fmt.Errorf("resource: required")
+	}
+	for _, u := range []struct{ name, val string }{
+		{"resource", x.Resource},
+		{"token_endpoint", x.TokenEndpoint},
+		{"issuer", x.Issuer},
+		{"revocation_endpoint", x.RevocationEndpoint},
+	} {
+		if u.val == "" {
+			continue
+		}
+		if err := checkURL(u.name, u.val, h.InsecureAllowHTTP); err != nil {
+			return err
+		}
+	}
+	if x.Issuer != "" {
+		if u, _ := url.Parse(x.Issuer); u.RawQuery != "" {
+			return fmt.Errorf("issuer: must not contain a query (RFC 8414 §2)")
+		}
+	}
+	for _, ti := range x.TrustedIssuers {
+		if err := checkURL("trusted_issuers", ti, h.InsecureAllowHTTP); err != nil {
+			return err
+		}
+	}
+	if x.ClientID == "" {
+		return fmt.Errorf("client_id: required")
+	}
+	switch h.Grant {
+	case tokenstore.GrantClientCredentials:
+		if h.RefreshToken != "" {
+			return fmt.Errorf("refresh_token: given with grant client_credentials; use grant refresh_token (or leave grant out)")
+		}
+	case tokenstore.GrantRefreshToken:
+		if h.RefreshToken == "" {
+			return fmt.Errorf("refresh_token: required for grant refresh_token")
+		}
+	default:
+		return fmt.Errorf("grant: unknown grant %q (want client_credentials or refresh_token)", h.Grant)
+	}
+	if _, ok := clientAuthMethods[h.ClientAuth]; !ok && h.ClientAuth != "" {
+		return fmt.Errorf("client_auth: unknown method %q (want basic, post, client_secret_basic or client_secret_post)", h.ClientAuth)
+	}
+	for _, p := range h.UpstreamErrors {
+		if !slices.Contains(upstreamPresets, p) {
+			return fmt.Errorf("upstream_errors: unknown preset %q (want one of %s)", p, strings.Join(upstreamPresets, ", "))
+		}
+	}
+	if err := checkAliases(h.ErrorAliases); err != nil {
+		return err
+	}
+	if h.MaxReplayBody < 0 {
+		return fmt.Errorf("max_replay_body: must be positive")
+	}
+	if h.Timeout < 0 {
+		return fmt.Errorf("timeout: must be positive")
+	}
+	if h.TokenWait < 0 {
+		return fmt.Errorf("token_wait: must be positive")
+	}
+	for _, list := range []struct {
+		name   string
+		scopes []string
+	}{{"scope", h.Scopes}, {"max_scope", h.MaxScope}} {
+		if len(list.scopes) > tokenstore.MaxScopes {
+			return fmt.Errorf("%s: at most %d scopes", list.name, tokenstore.MaxScopes)
+		}
+		for _, s := range list.scopes {
+			if s == "" || strings.ContainsAny(s, " \t\"\\") {
+				return fmt.Errorf("%s: invalid scope token %q", list.name, s)
+			}
+		}
+	}
+	return nil
+}
+
+// clientAuthMethods maps the accepted client_auth values, the short names
+// and the RFC 8414 names, to the canonical short name.
+var clientAuthMethods = map[string]string{
+	"basic": "basic", "client_secret_basic": "basic",
+	"post": "post", "client_secret_post": "post",
+}
+
+// upstreamPresets are the accepted upstream_errors values.
+var upstreamPresets = []string{"slack"}
+
+// checkAliases accepts only aliases onto standard codes.
+func checkAliases(aliases map[string]string) error {
+	for vendor, std := range aliases {
+		if !slices.Contains(standardTokenErrors, std) {
+			return fmt.Errorf("error_alias: %s -> %q: target must be a standard code (%s)", vendor, std, strings.Join(standardTokenErrors, ", "))
+		}
+	}
+	return nil
+}
+
+// standardTokenErrors are RFC 6749 §5.2 codes plus RFC 8707 invalid_target.
+var standardTokenErrors = []string{"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+	"unsupported_grant_type", "invalid_scope", "invalid_target"}
+
+// checkURL requires an absolute https URL (http only when allowed)
+// without userinfo or fragment.
+func checkURL(name, raw string, allowHTTP bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() || u.Host == "" {
+		return fmt.Errorf("%s: must be an absolute URL, got %q", name, raw)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !allowHTTP {
+			return fmt.Errorf("%s: %q uses http; use https or set insecure_allow_http (development only)", name, raw)
+		}
+	default:
+		return fmt.Errorf("%s: scheme %q is not http(s)", name, u.Scheme)
+	}
+	if u.User != nil {
+		return fmt.Errorf("%s: must not contain userinfo", name)
+	}
+	if u.Fragment != "" {
+		return fmt.Errorf("%s: must not contain a fragment", name)
+	}
+	return nil
+}
