@@ -183,4 +183,3 @@ func parseRedis(d *caddyfile.Dispenser) (*redisbackend.Config, error) {
 	}
 	return rc, nil
 }
-

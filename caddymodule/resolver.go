@@ -39,7 +39,7 @@ type endpoints struct {
 // metadata. Results are cached; a challenge that brings a different
 // resource_metadata URL makes the next lookup revalidate.
 type resolver struct {
-	static   *endpoints // configured token endpoint: no discovery
+	static *endpoints // configured token endpoint: no discovery
 	// client fetches metadata (also with a static token endpoint, to read
 	// the configured issuer's revocation endpoint).
 	client   *discovery.Client
@@ -47,7 +47,7 @@ type resolver struct {
 	issuer   string // configured issuer, if any
 	// revocation is the configured revocation_endpoint, if any.
 	revocation string
-	logger   *zap.Logger
+	logger     *zap.Logger
 
 	flight singleflight.Group
 	mu     sync.Mutex

@@ -45,12 +45,12 @@ type Record struct {
 
 	// Dead is set when the authorization server rejected the grant for
 	// good (invalid_grant); LastError says why, without secrets.
-	Dead      bool      `json:"dead,omitempty"`
-	LastError string    `json:"last_error,omitempty"`
+	Dead      bool   `json:"dead,omitempty"`
+	LastError string `json:"last_error,omitempty"`
 	// Revoked is set when an operator revoked or forgot the credential:
 	// its tokens are gone, but the record (and with it the issuer pin)
 	// stays, so a later seed or upload cannot be sent anywhere else.
-	Revoked bool `json:"revoked,omitempty"`
+	Revoked   bool      `json:"revoked,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
