@@ -60,7 +60,7 @@ func (a *App) backend(ctx caddy.Context) (string, func() (tokenstore.Backend, er
 		key, _ := json.Marshal(cfg)
 		logger := a.logger
 		if logger == nil {
-			logger = ctx.Logger()
+			logger = caddy.Log()
 		}
 		return "redis:" + string(key), func() (tokenstore.Backend, error) {
 			// go-redis logs through Caddy's logger, not to stderr.
