@@ -58,8 +58,13 @@ func (a *App) backend(ctx caddy.Context) (string, func() (tokenstore.Backend, er
 			cfg.URLs[i] = repl.ReplaceKnown(u, "")
 		}
 		key, _ := json.Marshal(cfg)
+		logger := a.logger
+		if logger == nil {
+			logger = caddy.Log()
+		}
 		return "redis:" + string(key), func() (tokenstore.Backend, error) {
-			return redisbackend.New(cfg)
+			// go-redis logs through Caddy's logger, not to stderr.
+			return redisbackend.New(cfg, redisbackend.WithLogger(logger))
 		}, nil
 	default:
 		return "", nil, fmt.Errorf("storage: unknown type %q (want caddy, memory, file or redis)", a.Storage.Type)

@@ -19,14 +19,28 @@ type Backend struct {
 	client redis.UniversalClient
 	locker *redislock.Client
 	prefix string
+
+	stop    context.CancelFunc // ends the start-up check
+	started chan struct{}      // closed when the start-up check is done
 }
 
 // New connects to Redis as cfg says. It does not wait for Redis to be up:
 // a gateway starts while Redis is down and recovers when it returns.
-func New(cfg Config) (*Backend, error) {
+// With WithLogger, go-redis logs through that logger and, if Redis does not
+// answer a first ping, one warning naming its address is logged.
+func New(cfg Config, opt ...Option) (*Backend, error) {
+	var o options
+	for _, f := range opt {
+		f(&o)
+	}
 	opts, err := cfg.universalOptions()
 	if err != nil {
 		return nil, err
+	}
+	secrets := cfg.secrets(opts)
+	if o.logger != nil {
+		// Before the client exists, so none of its messages reach stderr.
+		useLogger(o.logger, secrets...)
 	}
 	var client redis.UniversalClient
 	switch {
@@ -41,7 +55,14 @@ func New(cfg Config) (*Backend, error) {
 	if prefix == "" {
 		prefix = "oauth_gateway"
 	}
-	return &Backend{client: client, locker: redislock.New(client), prefix: prefix}, nil
+	ctx, stop := context.WithCancel(context.Background())
+	b := &Backend{client: client, locker: redislock.New(client), prefix: prefix, stop: stop, started: make(chan struct{})}
+	if o.logger != nil {
+		go b.checkAtStart(ctx, o.logger, cfg, secrets)
+	} else {
+		close(b.started)
+	}
+	return b, nil
 }
 
 // Keys of one credential share a hash tag, so they live in one Cluster
@@ -186,7 +207,11 @@ func (b *Backend) Subscribe(ctx context.Context, fn func(id string, gen uint64))
 }
 
 // Close implements tokenstore.Backend.
-func (b *Backend) Close() error { return b.client.Close() }
+func (b *Backend) Close() error {
+	b.stop()
+	<-b.started
+	return b.client.Close()
+}
 
 // Interface guards
 var (

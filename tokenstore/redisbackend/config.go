@@ -50,8 +50,8 @@ func (c Config) universalOptions() (*redis.UniversalOptions, error) {
 		MasterName:       c.SentinelMaster,
 		SentinelPassword: c.SentinelPassword,
 		DB:               c.DB,
-		DialTimeout:      orDefault(c.DialTimeout, 2*time.Second),
-		ReadTimeout:      orDefault(c.ReadTimeout, time.Second),
+		DialTimeout:      orDefault(c.DialTimeout, defaultDialTimeout),
+		ReadTimeout:      orDefault(c.ReadTimeout, defaultReadTimeout),
 		WriteTimeout:     orDefault(c.WriteTimeout, time.Second),
 		// Short connection retries: callers have their own backoff, and a
 		// request must not hang on a Redis that is down.
@@ -88,6 +88,11 @@ func (c Config) universalOptions() (*redis.UniversalOptions, error) {
 	}
 	return o, nil
 }
+
+const (
+	defaultDialTimeout = 2 * time.Second
+	defaultReadTimeout = time.Second
+)
 
 func orDefault(d, def time.Duration) time.Duration {
 	if d > 0 {
