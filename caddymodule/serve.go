@@ -114,7 +114,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			if !replayable || len(want) == 0 || tok == nil {
 				return h.passThrough(w, ic)
 			}
-			if outside := h.scopesOutsideBound(want); len(outside) > 0 {
+			if outside := h.scopesOutsideBound(want); len(outside) > 0 && h.Grant == tokenstore.GrantClientCredentials {
 				putInterceptor(ic)
 				resetHeader(w.Header(), origHeader)
 				return h.respondStepUpError(w, tok, want, fmt.Errorf("%w: %s", errScopeNotAllowed, strings.Join(outside, " ")))

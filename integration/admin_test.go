@@ -141,8 +141,12 @@ func TestAdminAPI(t *testing.T) {
 	if got := strings.Join(e.as.Revocations(), ","); got != "refresh_token,access_token" {
 		t.Fatalf("revocations %q", got)
 	}
-	if st := listCredentials(t, c)[0]; st.State != "dead" || st.Generation != 0 {
+	if st := listCredentials(t, c)[0]; st.State != "dead" || !strings.Contains(st.LastError, "revoked by an operator") {
 		t.Fatalf("after revoke %+v", st)
+	}
+	// Clients are told an operator revoked it, not that the server did.
+	if status, body, _ := get(t, c.URL("/echo")); status != http.StatusBadGateway || !strings.Contains(string(body), "revoked by an operator") {
+		t.Fatalf("after revoke: %d %s", status, body)
 	}
 	if status, _ := adminDo(t, c, http.MethodGet, "/oauth_gateway/credentials/nope", ""); status != http.StatusNotFound {
 		t.Fatalf("unknown id: %d", status)

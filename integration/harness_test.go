@@ -341,6 +341,8 @@ func secretForms(s string) []secretForm {
 	}
 	add("query-escaped", url.QueryEscape(s))
 	add("path-escaped", url.PathEscape(s))
+	add("base64", base64.StdEncoding.EncodeToString([]byte(s)))
+	add("base64url", base64.RawURLEncoding.EncodeToString([]byte(s)))
 	if b, err := json.Marshal(s); err == nil {
 		add("json-escaped", string(b[1:len(b)-1]))
 	}

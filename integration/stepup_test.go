@@ -14,7 +14,7 @@ import (
 // a token with both scopes; the widened scope set persists.
 func TestStepUpOnInsufficientScope(t *testing.T) {
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{RequiredScopes: map[string][]string{"/admin": {"admin"}}})
-	c := startCaddy(t, e.gatewaySite("scope read"), caddyOptions{Env: e.secretEnv()})
+	c := startCaddy(t, e.gatewaySite("scope read", "max_scope read admin"), caddyOptions{Env: e.secretEnv()})
 
 	status, body, _ := get(t, c.URL("/admin/echo"))
 	if status != http.StatusOK {
@@ -81,7 +81,7 @@ func TestStepUpNotPossibleForRefreshGrant(t *testing.T) {
 func TestStepUpRefusedScope(t *testing.T) {
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{RequiredScopes: map[string][]string{"/admin": {"admin"}}})
 	e.as.AddClient(e.clientID, e.clientSecret, "read") // admin not allowed
-	c := startCaddy(t, e.gatewaySite("scope read"), caddyOptions{Env: e.secretEnv()})
+	c := startCaddy(t, e.gatewaySite("scope read", "max_scope read admin"), caddyOptions{Env: e.secretEnv()})
 	status, body, _ := get(t, c.URL("/admin/echo"))
 	if status != http.StatusForbidden || !strings.Contains(string(body), "refused") {
 		t.Fatalf("status %d %s", status, body)
