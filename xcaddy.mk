@@ -1,6 +1,6 @@
 # Build, run and test Caddy with the OAuth gateway module.
 #
-#   make -f xcaddy.mk run     # build Caddy from this checkout and run the demo
+#   make -f xcaddy.mk run     # build Caddy from this checkout and run the demo (DEMO_PORT=9400: ports 9400-9403)
 #   make -f xcaddy.mk test    # everything CI runs
 #
 # `build` uses xcaddy when it is on the PATH. Otherwise it writes the main

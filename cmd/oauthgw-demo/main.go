@@ -51,7 +51,7 @@ func main() {
 	asAddr := flag.String("as", "127.0.0.1:9401", "authorization server listen address")
 	upAddr := flag.String("upstream", "127.0.0.1:9402", "upstream (protected resource) listen address")
 	ttl := flag.Duration("ttl", 30*time.Second, "access token lifetime")
-	gateway := flag.String("gateway", "http://127.0.0.1:9400", "where the gateway in front of the upstream listens (for the printed examples)")
+	gateway := flag.String("gateway", "http://127.0.0.1:9400", "where the gateway in front of the upstream listens: checked to be free, used in the printed examples and for the request after each invalidation")
 	printSeed := flag.Bool("refresh-seed", false, "also print a demo refresh token, to try `grant refresh_token`")
 	free := flag.String("free", "", "comma-separated further addresses that must be free before starting (e.g. Caddy's admin address)")
 	invalidate := flag.Duration("invalidate", 45*time.Second, "invalidate all access tokens this often and send one request through the gateway, to show a 401 and replay (0 disables)")
