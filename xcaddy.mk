@@ -1,6 +1,6 @@
 # Build, run and test Caddy with the OAuth gateway module.
 #
-#   make -f xcaddy.mk run     # build Caddy from this checkout and run the demo
+#   make -f xcaddy.mk run     # build Caddy from this checkout and run the demo (DEMO_PORT=9400: ports 9400-9403)
 #   make -f xcaddy.mk test    # everything CI runs
 #
 # `build` uses xcaddy when it is on the PATH. Otherwise it writes the main
@@ -57,15 +57,39 @@ gen-main:
 		'	caddycmd.Main()' \
 		'}' > $(MAIN_DIR)/main.go
 
-# run: the demo authorization server and MCP-style upstream on 127.0.0.1:9401
-# and :9402, and Caddy on http://127.0.0.1:9400 with the embedded default
-# storage (Caddy's data directory).
+# run: the demo authorization server and MCP-style upstream on 127.0.0.1
+# ports DEMO_PORT+1 and DEMO_PORT+2, and Caddy on http://127.0.0.1:DEMO_PORT
+# (admin endpoint DEMO_PORT+3) with the embedded default storage (Caddy's
+# data directory). The demo command first checks that all four ports are
+# free and stops, naming the busy one, if not; Caddy starts only once the
+# demo command has created its ready file.
+DEMO_PORT ?= 9400
+DEMO_HOST ?= 127.0.0.1
+DEMO_GATEWAY_ADDR  = $(DEMO_HOST):$(DEMO_PORT)
+DEMO_AS_ADDR       = $(DEMO_HOST):$(shell echo $$(($(DEMO_PORT)+1)))
+DEMO_UPSTREAM_ADDR = $(DEMO_HOST):$(shell echo $$(($(DEMO_PORT)+2)))
+DEMO_ADMIN_ADDR    = $(DEMO_HOST):$(shell echo $$(($(DEMO_PORT)+3)))
+
 run: build
 	$(GO) build -o bin/oauthgw-demo ./cmd/oauthgw-demo
-	@bin/oauthgw-demo & demo=$$!; \
-	trap 'kill $$demo 2>/dev/null' EXIT INT TERM; \
-	sleep 1; \
-	$(BIN) run --config demo/Caddyfile --adapter caddyfile
+	@ready=$$(mktemp -u "$${TMPDIR:-/tmp}/oauthgw-demo-ready.XXXXXX"); \
+	bin/oauthgw-demo -as $(DEMO_AS_ADDR) -upstream $(DEMO_UPSTREAM_ADDR) \
+		-gateway http://$(DEMO_GATEWAY_ADDR) -free $(DEMO_ADMIN_ADDR) -ready-file "$$ready" \
+		-hint "choose other ports with make -f xcaddy.mk run DEMO_PORT=$$(($(DEMO_PORT)+100))" & demo=$$!; \
+	caddy=; trap 'kill $$demo $$caddy 2>/dev/null; rm -f "$$ready"' EXIT; \
+	trap 'exit 130' INT TERM; \
+	while [ ! -e "$$ready" ]; do \
+		if ! kill -0 $$demo 2>/dev/null; then \
+			wait $$demo; rc=$$?; \
+			echo "oauthgw-demo exited (status $$rc); not starting Caddy" >&2; \
+			exit $$(( rc ? rc : 1 )); \
+		fi; \
+		sleep 0.1; \
+	done; \
+	DEMO_GATEWAY_ADDR=$(DEMO_GATEWAY_ADDR) DEMO_AS_ADDR=$(DEMO_AS_ADDR) \
+	DEMO_UPSTREAM_ADDR=$(DEMO_UPSTREAM_ADDR) DEMO_ADMIN_ADDR=$(DEMO_ADMIN_ADDR) \
+		$(BIN) run --config demo/Caddyfile --adapter caddyfile & caddy=$$!; \
+	wait $$caddy
 
 demo: run
 

@@ -2,11 +2,9 @@ package caddymodule
 
 import (
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
@@ -174,24 +172,5 @@ func TestChooseAuthMethod(t *testing.T) {
 		if got := chooseAuthMethod(c.supported); got != c.want {
 			t.Errorf("%v: got %s, want %s", c.supported, got, c.want)
 		}
-	}
-}
-
-// The example Caddyfile shipped with the module must adapt.
-func TestCaddyfileExampleAdapts(t *testing.T) {
-	b, err := os.ReadFile("../Caddyfile.example")
-	if err != nil {
-		t.Fatal(err)
-	}
-	adapter := caddyconfig.GetAdapter("caddyfile")
-	if _, warnings, err := adapter.Adapt(b, nil); err != nil {
-		t.Fatalf("Caddyfile.example: %v (warnings %v)", err, warnings)
-	}
-	b, err = os.ReadFile("../demo/Caddyfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := adapter.Adapt(b, nil); err != nil {
-		t.Fatalf("demo/Caddyfile: %v", err)
 	}
 }
