@@ -14,6 +14,10 @@ BIN      := bin/caddy
 MAIN_DIR := _build/caddy
 CADDY_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/caddyserver/caddy/v2)
 FUZZTIME ?= 10s
+# One set of build flags for every build, vet and test, so Caddy's large
+# dependency tree compiles once per mode (race for vet, tests and the
+# integration binary) and stays in one build cache.
+export GOFLAGS := -trimpath
 # Every fuzz target in the tree, as ./pkg:FuzzName; CI runs each for FUZZTIME.
 FUZZ_TARGETS ?= $(shell grep -r --include='*_test.go' -o '^func Fuzz[A-Za-z0-9_]*' . \
 	| sed -E 's|^(.*)/[^/]*_test.go:func (Fuzz.*)$$|\1:\2|' | sort -u)
@@ -25,7 +29,7 @@ ifneq ($(shell command -v xcaddy 2>/dev/null),)
 	xcaddy build $(CADDY_VERSION) --with $(MODULE)=. --output $(BIN)
 else
 	@$(MAKE) -s -f xcaddy.mk gen-main
-	$(GO) build -trimpath -o $(BIN) ./$(MAIN_DIR)
+	$(GO) build -o $(BIN) ./$(MAIN_DIR)
 endif
 	@echo "built $(BIN) (Caddy $(CADDY_VERSION) with $(MODULE))"
 
@@ -36,7 +40,7 @@ ifneq ($(shell command -v xcaddy 2>/dev/null),)
 	XCADDY_RACE_DETECTOR=1 xcaddy build $(CADDY_VERSION) --with $(MODULE)=. --output bin/caddy-race
 else
 	@$(MAKE) -s -f xcaddy.mk gen-main
-	$(GO) build -race -trimpath -o bin/caddy-race ./$(MAIN_DIR)
+	$(GO) build -race -o bin/caddy-race ./$(MAIN_DIR)
 endif
 
 # gen-main writes the main package xcaddy would generate.
@@ -110,7 +114,9 @@ test-deps:
 		fi; }
 
 unit:
-	$(GO) vet ./...
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
+	@test -z "$$(gofmt -l .)" || { echo "not gofmt-clean:"; gofmt -l .; exit 1; }
+	$(GO) vet -race ./...
 	OAUTHGW_CADDY=$(CURDIR)/bin/caddy-race $(GO) test -race -count=1 -timeout 20m ./...
 
 fuzz:

@@ -64,15 +64,15 @@ func (h *Handler) provision(ctx caddy.Context) error {
 	if h.TokenWait == 0 {
 		h.TokenWait = caddy.Duration(defaultTokenWait)
 	}
-	if err := h.expand(); err != nil {
-		return err
-	}
-	h.warnLiteralSecrets()
 	appVal, err := ctx.App("oauth_gateway")
 	if err != nil {
 		return fmt.Errorf("loading oauth_gateway app: %v", err)
 	}
 	app := appVal.(*App)
+	if err := h.expand(); err != nil {
+		return err
+	}
+	h.warnLiteralSecrets()
 	x := &h.expanded
 
 	spec := tokenstore.Spec{

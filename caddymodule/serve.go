@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -107,6 +108,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			putInterceptor(ic)
 			resetHeader(w.Header(), origHeader)
 			tok, refreshed = newTok, true
+			r = withFreshVars(r)
 			continue
 
 		case verdict.InsufficientScope && !steppedUp:
@@ -133,6 +135,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			putInterceptor(ic)
 			resetHeader(w.Header(), origHeader)
 			tok, steppedUp = newTok, true
+			r = withFreshVars(r)
 			continue
 		}
 		return h.passThrough(w, ic)
@@ -265,4 +268,17 @@ func resetHeader(dst, src http.Header) {
 	for k, v := range src {
 		dst[k] = v
 	}
+}
+
+// withFreshVars gives a replayed request its own copy of Caddy's request
+// variables. The first attempt's transport may still be dialing in a
+// goroutine of its own, reading the variables (reverse_proxy's dialer
+// looks up a proxy variable), while the replay's reverse_proxy writes
+// them: without the copy that is a data race inside Caddy.
+func withFreshVars(r *http.Request) *http.Request {
+	vars, ok := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	if !ok {
+		return r
+	}
+	return r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, maps.Clone(vars)))
 }

@@ -94,7 +94,7 @@ func TestReplaysBodyAfterUpstream401(t *testing.T) {
 		t.Fatalf("upstream 401s = %d, want 1", u-unauthorizedBefore)
 	}
 	logs := c.Logs()
-	if debugLines(logs, "replaying with a new one") != 1 || debugLines(logs, "obtained token", "rejected_by_upstream") != 1 {
+	if debugLines(logs, "replaying with a new one") != 1 || debugLines(logs, "obtained token", `"reason":"reactive"`) != 1 {
 		t.Errorf("replay and refresh not visible at debug level:\n%s", tail(logs, 20))
 	}
 	assertNoSecrets(t, logs, e.secrets()...)

@@ -114,7 +114,7 @@ func TestUnreadableRecordFailsClosed(t *testing.T) {
 		t.Fatal("first request failed")
 	}
 	c.Stop()
-	files, _ := filepath.Glob(filepath.Join(dir, "credentials", "*.json"))
+	files, _ := filepath.Glob(filepath.Join(dir, "oauth_gateway", "credentials", "*.json"))
 	if len(files) != 1 {
 		t.Fatalf("stored records: %v", files)
 	}

@@ -29,7 +29,7 @@ func TestRevokeAndReseedKeepThePin(t *testing.T) {
 	defer evil.Close()
 	evil.AddClient(e.clientID, e.clientSecret) // it would accept the secret
 	seed := e.as.IssueRefreshToken(e.clientID, []string{"read"})
-	site := e.discoverySite(e.up.Resource(), "grant refresh_token", "refresh_token {env.TEST_SEED}", "discovery_allow_hosts 127.0.0.1")
+	site := e.discoverySite(e.up.Resource(), "grant refresh_token", "refresh_token {env.TEST_SEED}", "scope read", "discovery_allow_hosts 127.0.0.1")
 	c := startCaddy(t, site, caddyOptions{Env: append(e.secretEnv(), "TEST_SEED="+seed)})
 	if status, body, _ := get(t, c.URL("/echo")); status != http.StatusOK {
 		t.Fatalf("first request: %d %s", status, body)

@@ -96,7 +96,7 @@ func startCaddy(t *testing.T, config string, opts caddyOptions) *caddyProc {
 		// A race-enabled Caddy reports races in its log; they are
 		// failures of this test even though the requests succeeded.
 		if i := strings.Index(p.Logs(), "WARNING: DATA RACE"); i >= 0 {
-			t.Errorf("data race inside Caddy:\n%s", p.Logs()[i:min(len(p.Logs()), i+4000)])
+			t.Errorf("data race inside Caddy:\n%s", p.Logs()[i:min(len(p.Logs()), i+12000)])
 		}
 		if t.Failed() {
 			t.Logf("caddy log tail (%s):\n%s", p.logPath, tail(p.Logs(), 40))

@@ -215,6 +215,10 @@ func (c *Credential) rewrite(ctx context.Context, kind string, change func(*Reco
 	c.rec, c.pending, c.storedGen = next, false, next.Generation
 	c.state, c.lastErr, c.lastErrValue, c.failures = StateHealthy, "", nil, 0
 	c.deadCheckAt, c.backoffUntil = time.Time{}, time.Time{}
+	if next.Dead {
+		c.state, c.lastErr = StateDead, next.LastError
+		c.deadCheckAt = c.m.now().Add(c.m.opts.DeadRecheck)
+	}
 	c.mu.Unlock()
 	c.m.publish(c, next.Generation)
 	c.m.emit(c, kind, next.Generation)
