@@ -33,6 +33,11 @@ const (
 	AuthNone  = "none"
 )
 
+// GrantAuthorizationCode is the grant_type of the authorization code
+// grant (RFC 6749 §4.1.3), sent with Request.Code, RedirectURI and
+// CodeVerifier.
+const GrantAuthorizationCode = "authorization_code"
+
 // Client sends token requests. The zero value is usable.
 type Client struct {
 	// HTTPClient sends requests (default: a client that never follows
@@ -60,8 +65,15 @@ type Credentials struct {
 // Request is one token request.
 type Request struct {
 	TokenEndpoint string
-	Grant         string // "client_credentials" or "refresh_token"
+	Grant         string // "client_credentials", "refresh_token" or GrantAuthorizationCode
 	RefreshToken  string
+	// Code, RedirectURI and CodeVerifier are the authorization_code
+	// grant's `code`, `redirect_uri` (exactly as in the authorization
+	// request) and PKCE `code_verifier` (RFC 7636 §4.5); each is sent
+	// when set.
+	Code         string
+	RedirectURI  string
+	CodeVerifier string
 	Scopes        []string
 	// Resource is sent as RFC 8707 `resource`, exactly as given.
 	Resource string
@@ -85,6 +97,15 @@ func (c *Client) Token(ctx context.Context, creds Credentials, req Request) (*no
 	if req.RefreshToken != "" {
 		form.Set("refresh_token", req.RefreshToken)
 	}
+	if req.Code != "" {
+		form.Set("code", req.Code)
+	}
+	if req.RedirectURI != "" {
+		form.Set("redirect_uri", req.RedirectURI)
+	}
+	if req.CodeVerifier != "" {
+		form.Set("code_verifier", req.CodeVerifier)
+	}
 	if len(req.Scopes) > 0 {
 		form.Set("scope", strings.Join(req.Scopes, " "))
 	}
@@ -103,7 +124,7 @@ func (c *Client) Token(ctx context.Context, creds Credentials, req Request) (*no
 	tok, oerr := normalize.TokenEndpoint(status, header, body, c.Aliases)
 	if oerr != nil {
 		// Server text reaches logs and clients: strip anything it echoed.
-		scrubError(oerr, creds, req.RefreshToken)
+		scrubError(oerr, creds, req.RefreshToken, req.Code, req.CodeVerifier)
 		return nil, &Error{Endpoint: redact.URL(req.TokenEndpoint), Err: oerr}
 	}
 	return tok, nil

@@ -164,3 +164,52 @@ func TestEchoedEncodedSecretsAreScrubbed(t *testing.T) {
 		}
 	}
 }
+
+func TestAuthorizationCodeGrant(t *testing.T) {
+	const code, verifier, redirect = "SplxlOBeZQQYbYS6WxSbIA", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "http://127.0.0.1:8080/cb?x=1"
+	var got url.Values
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		got = r.PostForm
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasPrefix(r.PostForm.Get("code"), "used") {
+			// A server that echoes what it rejected.
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = fmt.Fprintf(w, `{"error":"invalid_grant","error_description":"code %s with verifier %s already used"}`,
+				r.PostForm.Get("code"), r.PostForm.Get("code_verifier"))
+			return
+		}
+		_, _ = w.Write([]byte(`{"access_token":"at","token_type":"Bearer","refresh_token":"rt","expires_in":3600}`))
+	}))
+	defer srv.Close()
+	c := &Client{}
+	creds := Credentials{ClientID: "public", AuthMethod: AuthNone}
+	tests := []struct {
+		name string
+		req  Request
+		want url.Values
+	}{
+		{"all parameters", Request{TokenEndpoint: srv.URL, Grant: GrantAuthorizationCode, Code: code, RedirectURI: redirect, CodeVerifier: verifier, Resource: "https://api.example"},
+			url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirect}, "code_verifier": {verifier}, "resource": {"https://api.example"}, "client_id": {"public"}}},
+		{"unset ones are not sent", Request{TokenEndpoint: srv.URL, Grant: GrantAuthorizationCode, Code: code},
+			url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {"public"}}},
+	}
+	for _, tt := range tests {
+		tok, err := c.Token(context.Background(), creds, tt.req)
+		if err != nil || tok.AccessToken != "at" || tok.RefreshToken != "rt" {
+			t.Fatalf("%s: %+v, %v", tt.name, tok, err)
+		}
+		if got.Encode() != tt.want.Encode() {
+			t.Fatalf("%s: sent %s, want %s", tt.name, got.Encode(), tt.want.Encode())
+		}
+	}
+	const usedCode = "used_code_0123456789"
+	_, err := c.Token(context.Background(), creds, Request{TokenEndpoint: srv.URL, Grant: GrantAuthorizationCode, Code: usedCode, CodeVerifier: verifier})
+	var oe *Error
+	if !errors.As(err, &oe) || oe.Err.Code != "invalid_grant" || !oe.Permanent() {
+		t.Fatalf("%v", err)
+	}
+	if strings.Contains(err.Error(), usedCode) || strings.Contains(err.Error(), verifier) || !strings.Contains(err.Error(), "code REDACTED with verifier REDACTED") {
+		t.Fatalf("code or verifier echoed in error: %v", err)
+	}
+}
