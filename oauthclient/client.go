@@ -74,7 +74,7 @@ type Request struct {
 	Code         string
 	RedirectURI  string
 	CodeVerifier string
-	Scopes        []string
+	Scopes       []string
 	// Resource is sent as RFC 8707 `resource`, exactly as given.
 	Resource string
 	// Extra parameters, for grants and extensions this package does not name.
