@@ -12,10 +12,20 @@ import (
 type Error struct {
 	Endpoint string
 	Err      *normalize.Error
+	// kind names the endpoint in messages ("" is the token endpoint).
+	kind string
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("oauthclient: token endpoint %s: %v", e.Endpoint, e.Err)
+	return fmt.Sprintf("oauthclient: %s %s: %v", endpointKind(e.kind), e.Endpoint, e.Err)
+}
+
+// endpointKind is the name of an endpoint in error messages.
+func endpointKind(kind string) string {
+	if kind == "" {
+		return "token endpoint"
+	}
+	return kind
 }
 
 // Unwrap returns the normalized error.
@@ -35,10 +45,12 @@ func (e *Error) RetryAfterDuration() time.Duration { return e.Err.RetryAfter }
 type TransportError struct {
 	Endpoint string
 	Err      error
+	// kind names the endpoint in messages ("" is the token endpoint).
+	kind string
 }
 
 func (e *TransportError) Error() string {
-	return fmt.Sprintf("oauthclient: token endpoint %s: %v", e.Endpoint, e.Err)
+	return fmt.Sprintf("oauthclient: %s %s: %v", endpointKind(e.kind), e.Endpoint, e.Err)
 }
 
 // Unwrap returns the underlying error.
