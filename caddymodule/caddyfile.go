@@ -40,7 +40,12 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		client_id       <id>
 //		client_secret   <secret>
 //		client_auth     basic|post|client_secret_basic|client_secret_post
-//		grant           client_credentials|refresh_token
+//		grant           client_credentials|refresh_token|authorization_code
+//		redirect_uri    <url>
+//		principal       <placeholder>
+//		client_metadata_url <url>
+//		authorization_param <name> <value>
+//		authorization_state_ttl <duration>
 //		refresh_token   <token>
 //		scope           <scope> [<scope>...]
 //		max_scope       <scope> [<scope>...]
@@ -81,16 +86,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // repeatable ones add to a list.
 var handlerSubdirectives = []string{"resource", "token_endpoint", "issuer", "trusted_issuers", "discovery_allow_hosts",
 	"revocation_endpoint", "client_id", "client_secret", "client_auth", "grant", "refresh_token", "scope", "max_scope",
-	"resource_parameter", "max_replay_body", "timeout", "token_wait", "upstream_errors", "error_alias", "insecure_allow_http"}
+	"resource_parameter", "max_replay_body", "timeout", "token_wait", "upstream_errors", "error_alias", "insecure_allow_http",
+	"redirect_uri", "principal", "client_metadata_url", "authorization_param", "authorization_state_ttl"}
 
 var repeatableSubdirectives = map[string]struct{}{
 	"scope": {}, "max_scope": {}, "trusted_issuers": {}, "discovery_allow_hosts": {}, "upstream_errors": {}, "error_alias": {},
+	"authorization_param": {},
 }
 
 func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, name string) error {
 	switch name {
 	case "resource", "token_endpoint", "issuer", "revocation_endpoint", "client_id", "client_secret", "client_auth",
-		"grant", "refresh_token", "resource_parameter":
+		"grant", "refresh_token", "resource_parameter", "redirect_uri", "principal", "client_metadata_url":
 		val, err := singleArg(d)
 		if err != nil {
 			return err
@@ -132,7 +139,16 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, name string) err
 			return d.Errf("max_replay_body: %v", err)
 		}
 		h.MaxReplayBody = size
-	case "timeout", "token_wait":
+	case "authorization_param":
+		args := d.RemainingArgs()
+		if len(args) != 2 {
+			return d.ArgErr()
+		}
+		if h.AuthorizationParams == nil {
+			h.AuthorizationParams = map[string]string{}
+		}
+		h.AuthorizationParams[args[0]] = args[1]
+	case "timeout", "token_wait", "authorization_state_ttl":
 		val, err := singleArg(d)
 		if err != nil {
 			return err
@@ -141,10 +157,13 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, name string) err
 		if err != nil {
 			return d.Errf("%s: %v", name, err)
 		}
-		if name == "timeout" {
+		switch name {
+		case "timeout":
 			h.Timeout = caddy.Duration(dur)
-		} else {
+		case "token_wait":
 			h.TokenWait = caddy.Duration(dur)
+		default:
+			h.AuthorizationStateTTL = caddy.Duration(dur)
 		}
 	case "error_alias":
 		return parseErrorAlias(d, &h.ErrorAliases)
@@ -181,10 +200,16 @@ func (h *Handler) setSingle(d *caddyfile.Dispenser, name, val string) error {
 		}
 		h.ClientAuth = canonical
 	case "grant":
-		if val != "client_credentials" && val != "refresh_token" {
-			return d.Errf("grant: unknown grant %q (want client_credentials or refresh_token)", val)
+		if val != "client_credentials" && val != "refresh_token" && val != "authorization_code" {
+			return d.Errf("grant: unknown grant %q (want client_credentials, refresh_token or authorization_code)", val)
 		}
 		h.Grant = val
+	case "redirect_uri":
+		h.RedirectURI = val
+	case "principal":
+		h.Principal = val
+	case "client_metadata_url":
+		h.ClientMetadataURL = val
 	case "refresh_token":
 		h.RefreshToken = val
 	case "resource_parameter":

@@ -29,11 +29,11 @@ type oauthErrorBody struct {
 // naming the credential id: URLs, issuers and server text stay in the log
 // (an attacker's metadata must not be reflected to clients). It never
 // includes token values.
-func (h *Handler) respondTokenError(w http.ResponseWriter, r *http.Request, err error) error {
+func (h *Handler) respondTokenError(w http.ResponseWriter, r *http.Request, cred *tokenstore.Credential, err error) error {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return nil // the client went away
 	}
-	id := h.cred.ID()
+	id := cred.ID()
 	status, retryAfter := http.StatusBadGateway, 0
 	body := oauthErrorBody{Error: "server_error"}
 	var untrusted *untrustedError

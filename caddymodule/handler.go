@@ -135,6 +135,33 @@ type Handler struct {
 	// others to invalid_grant).
 	ErrorAliases map[string]string `json:"error_aliases,omitempty"`
 
+	// RedirectURI is the authorization-code flow's callback (grant
+	// authorization_code): an absolute https URL whose path reaches this
+	// handler, which answers it (and its siblings `start` and
+	// `disconnect` in the same directory) itself.
+	RedirectURI string `json:"redirect_uri,omitempty"`
+
+	// Principal is a placeholder naming the user a request is made for,
+	// such as {http.auth.user.id}: each user then has a credential of
+	// their own. An empty value at request time is refused (401), never
+	// served with a shared credential. Default: one shared credential,
+	// which only an operator can authorize.
+	Principal string `json:"principal,omitempty"`
+
+	// ClientMetadataURL enables Client ID Metadata Documents: when the
+	// authorization server supports them and no client_id is configured,
+	// this URL (whose path must reach this handler, which serves the
+	// document) is the client_id.
+	ClientMetadataURL string `json:"client_metadata_url,omitempty"`
+
+	// AuthorizationParams are extra parameters of the authorization
+	// request, e.g. access_type=offline and prompt=consent for Google.
+	AuthorizationParams map[string]string `json:"authorization_params,omitempty"`
+
+	// AuthorizationStateTTL is how long a started authorization may take
+	// before its state expires (default 10m).
+	AuthorizationStateTTL caddy.Duration `json:"authorization_state_ttl,omitempty"`
+
 	// Source is where the handler was configured ("Caddyfile:12"), set by
 	// the Caddyfile adapter so errors can name it.
 	Source string `json:"source,omitempty"`
@@ -146,6 +173,9 @@ type Handler struct {
 	// resolver finds endpoints; serve reads the resource's
 	// scopes_supported from it to bound step-up.
 	resolver *resolver
+
+	// flow is the authorization-code machinery (nil for other grants).
+	flow *authFlow
 
 	cred    *tokenstore.Credential
 	manager *tokenstore.Manager
@@ -170,6 +200,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Cleanup() error {
 	if h.cred != nil && h.manager != nil {
 		h.manager.Release(h.cred)
+	}
+	if h.flow != nil {
+		h.flow.release()
 	}
 	return nil
 }

@@ -16,19 +16,20 @@ import (
 // own registry, so they are registered again on each provisioning; the
 // counts carry over config reloads.
 var gatewayMetrics = struct {
-	tokenRequests    *prometheus.CounterVec
-	tokenLatency     *prometheus.HistogramVec
-	refreshes        *prometheus.CounterVec
-	replays          *prometheus.CounterVec
-	stepUps          *prometheus.CounterVec
-	discoveryFetches *prometheus.CounterVec
-	cache            *prometheus.CounterVec
-	lockWaits        prometheus.Histogram
-	deadCredentials  prometheus.Counter
-	storeErrors      prometheus.Counter
-	adopted          prometheus.Counter
-	rejectedAgain    prometheus.Counter
-	replayBudget     prometheus.Counter
+	tokenRequests         *prometheus.CounterVec
+	tokenLatency          *prometheus.HistogramVec
+	refreshes             *prometheus.CounterVec
+	replays               *prometheus.CounterVec
+	stepUps               *prometheus.CounterVec
+	discoveryFetches      *prometheus.CounterVec
+	cache                 *prometheus.CounterVec
+	lockWaits             prometheus.Histogram
+	deadCredentials       prometheus.Counter
+	storeErrors           prometheus.Counter
+	adopted               prometheus.Counter
+	rejectedAgain         prometheus.Counter
+	replayBudget          prometheus.Counter
+	authorizationRequired prometheus.Counter
 }{
 	tokenRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "token_requests_total",
@@ -80,6 +81,10 @@ var gatewayMetrics = struct {
 		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "replay_budget_exceeded_total",
 		Help: "Request bodies streamed without replay because the memory held for replay across requests was at its bound.",
 	}),
+	authorizationRequired: prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "authorization_required_total",
+		Help: "Requests answered with \"authorization required\" (a redirect into the flow, a URL elicitation or a 401) because the credential holds no token yet.",
+	}),
 	adopted: prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "tokens_adopted_total",
 		Help: "Tokens taken from the store (written by another instance or before a restart) instead of requested.",
@@ -106,7 +111,7 @@ func registerMetrics(ctx caddy.Context) error {
 		gatewayMetrics.tokenRequests, gatewayMetrics.tokenLatency, gatewayMetrics.refreshes,
 		gatewayMetrics.replays, gatewayMetrics.stepUps, gatewayMetrics.discoveryFetches,
 		gatewayMetrics.cache, gatewayMetrics.lockWaits, gatewayMetrics.deadCredentials,
-		gatewayMetrics.storeErrors, gatewayMetrics.adopted, gatewayMetrics.rejectedAgain, gatewayMetrics.replayBudget,
+		gatewayMetrics.storeErrors, gatewayMetrics.adopted, gatewayMetrics.rejectedAgain, gatewayMetrics.replayBudget, gatewayMetrics.authorizationRequired,
 	} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

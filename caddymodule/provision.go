@@ -24,6 +24,7 @@ const (
 type expandedConfig struct {
 	Resource, TokenEndpoint, Issuer, RevocationEndpoint string
 	ClientID, ClientSecret, RefreshToken                string
+	RedirectURI, ClientMetadataURL                      string
 	TrustedIssuers, DiscoveryAllowHosts                 []string
 }
 
@@ -110,13 +111,30 @@ func (h *Handler) provision(ctx caddy.Context) error {
 		authConfigured: h.ClientAuth != "",
 		resource:       x.Resource,
 		sendResource:   !h.OmitResourceParameter,
-		trust:          newIssuerTrust(x.Resource, x.TrustedIssuers, x.ClientSecret != "" || h.Grant == tokenstore.GrantRefreshToken),
-		logger:         h.logger,
+		// A refresh token obtained by a user's consent came from the
+		// pinned server itself; only a configured secret or seed is a
+		// secret another server could steal.
+		trust:  newIssuerTrust(x.Resource, x.TrustedIssuers, x.ClientSecret != "" || h.Grant == tokenstore.GrantRefreshToken),
+		logger: h.logger,
 	}
 	h.noteChallenge = res.noteChallenge
 	h.manager = app.Manager()
+	req.credentialID = spec.ID
+	if h.Grant == tokenstore.GrantAuthorizationCode {
+		req.registration = &clientRegistration{configured: x.ClientID != "", cimdURL: x.ClientMetadataURL,
+			redirectURI: x.RedirectURI, manager: h.manager, logger: h.logger}
+		flow, err := newAuthFlow(h, req, h.manager, spec)
+		if err != nil {
+			return err
+		}
+		h.flow = flow
+		if h.Principal != "" {
+			// Per-user: credentials are created per principal as
+			// requests arrive; there is no shared one.
+			return nil
+		}
+	}
 	h.cred = h.manager.Credential(spec, req)
-	req.credentialID = h.cred.ID
 	h.logger.Debug("credential bound", zap.String("credential", h.cred.ID()),
 		zap.String("resource", x.Resource), zap.String("grant", h.Grant))
 	return nil
@@ -166,6 +184,8 @@ func (h *Handler) expand() error {
 		{"client_id", h.ClientID, &x.ClientID},
 		{"client_secret", h.ClientSecret, &x.ClientSecret},
 		{"refresh_token", h.RefreshToken, &x.RefreshToken},
+		{"redirect_uri", h.RedirectURI, &x.RedirectURI},
+		{"client_metadata_url", h.ClientMetadataURL, &x.ClientMetadataURL},
 	} {
 		if *f.dst, err = one(f.name, f.raw); err != nil {
 			return err

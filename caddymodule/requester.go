@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauthgw/caddy-oauth-gateway/discovery"
+	"github.com/oauthgw/caddy-oauth-gateway/normalize"
 	"github.com/oauthgw/caddy-oauth-gateway/oauthclient"
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 )
@@ -33,7 +34,10 @@ type requester struct {
 	// method is chosen from the server's metadata.
 	authConfigured bool
 	trust          issuerTrust
-	logger         *zap.Logger
+	// registration chooses the client of an authorization-code
+	// credential (nil for other grants).
+	registration *clientRegistration
+	logger       *zap.Logger
 	credentialID   func() string
 }
 
@@ -91,7 +95,11 @@ func (r *requester) Revoke(ctx context.Context, pinned, token, hint string) erro
 	if endpoint == "" {
 		return tokenstore.ErrNoRevocationEndpoint
 	}
-	return r.client.Revoke(ctx, r.credsFor(ep), endpoint, token, hint)
+	creds, err := r.clientFor(ctx, ep)
+	if err != nil {
+		return err
+	}
+	return r.client.Revoke(ctx, creds, endpoint, token, hint)
 }
 
 // RequestToken implements tokenstore.Requester.
@@ -116,10 +124,19 @@ func (r *requester) RequestToken(ctx context.Context, tr tokenstore.TokenRequest
 	if r.sendResource {
 		req.Resource = r.resource
 	}
-	resp, err := r.client.Token(ctx, r.credsFor(ep), req)
+	creds, err := r.clientFor(ctx, ep)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := r.client.Token(ctx, creds, req)
 	if err != nil {
 		return nil, r.explain(err)
 	}
+	return tokenResult(resp, ep), nil
+}
+
+// tokenResult converts a token response for the store.
+func tokenResult(resp *normalize.TokenResponse, ep *endpoints) *tokenstore.TokenResult {
 	res := &tokenstore.TokenResult{
 		AccessToken:   resp.AccessToken,
 		TokenType:     resp.TokenType,
@@ -133,7 +150,7 @@ func (r *requester) RequestToken(ctx context.Context, tr tokenstore.TokenRequest
 	if resp.Scope != "" {
 		res.Scopes = strings.Fields(resp.Scope)
 	}
-	return res, nil
+	return res
 }
 
 func (r *requester) credsFor(ep *endpoints) oauthclient.Credentials {

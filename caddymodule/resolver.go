@@ -31,6 +31,24 @@ type endpoints struct {
 	// discovered is set when the issuer came from protected resource
 	// metadata (the upstream's word), not from the configuration.
 	discovered bool
+	// The authorization-code flow's endpoints and capabilities.
+	AuthorizationEndpoint string
+	RegistrationEndpoint  string
+	PKCE                  bool // S256 in code_challenge_methods_supported
+	IssRequired           bool // RFC 9207 authorization_response_iss_parameter_supported
+	CIMD                  bool // client_id_metadata_document_supported
+	AuthServerScopes      []string
+}
+
+// withFlow copies the authorization-code fields of as into ep.
+func (ep *endpoints) withFlow(as *discovery.AuthServerMetadata) *endpoints {
+	ep.AuthorizationEndpoint = as.AuthorizationEndpoint
+	ep.RegistrationEndpoint = as.RegistrationEndpoint
+	ep.PKCE = as.SupportsPKCE()
+	ep.IssRequired = as.AuthorizationResponseIssParameterSupported
+	ep.CIMD = as.ClientIDMetadataDocumentSupported
+	ep.AuthServerScopes = as.ScopesSupported
+	return ep
 }
 
 // resolver finds a handler's endpoints: the configured token endpoint, or
@@ -80,7 +98,8 @@ func (r *resolver) pinnedEndpoints(ctx context.Context, pinned string) (*endpoin
 	if !r.client.AllowHTTP && !strings.HasPrefix(revocation, "https://") {
 		revocation = ""
 	}
-	return &endpoints{Issuer: pinned, TokenEndpoint: as.TokenEndpoint, RevocationEndpoint: revocation, AuthMethods: as.AuthMethods()}, nil
+	ep := &endpoints{Issuer: pinned, TokenEndpoint: as.TokenEndpoint, RevocationEndpoint: revocation, AuthMethods: as.AuthMethods()}
+	return ep.withFlow(as), nil
 }
 
 // advertisedRevocation reads the revocation endpoint from the configured
@@ -165,7 +184,7 @@ func (r *resolver) discover(ctx context.Context) (*endpoints, error) {
 		scopes = as.ScopesSupported
 	}
 	r.logger.Debug("discovered authorization server metadata", zap.String("issuer", issuer), zap.String("token_endpoint", as.TokenEndpoint))
-	return &endpoints{
+	ep := &endpoints{
 		Issuer:             issuer,
 		TokenEndpoint:      as.TokenEndpoint,
 		RevocationEndpoint: revocation,
@@ -173,7 +192,8 @@ func (r *resolver) discover(ctx context.Context) (*endpoints, error) {
 		ScopesSupported:    scopes,
 		ResourceScopes:     resourceScopes,
 		discovered:         discovered,
-	}, nil
+	}
+	return ep.withFlow(as), nil
 }
 
 // noteChallenge records an upstream's challenge: a resource_metadata URL

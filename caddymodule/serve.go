@@ -26,16 +26,33 @@ import (
 // refresh and one replay; a 403 insufficient_scope to at most one step-up
 // and one replay.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	cred := h.cred
+	if h.flow != nil {
+		if handled, err := h.flow.route(w, r); handled {
+			return err
+		}
+		if h.flow.perUser() {
+			principal := h.flow.principalOf(r)
+			if principal == "" {
+				// Fail closed: never fall back to a shared credential.
+				return h.respondNoPrincipal(w)
+			}
+			cred = h.flow.credential(principal)
+		}
+	}
 	tokenWait := time.Duration(h.TokenWait)
-	tok, cached, err := h.cred.AcquireWithin(r.Context(), tokenWait)
+	tok, cached, err := cred.AcquireWithin(r.Context(), tokenWait)
 	if cached {
 		cacheHits.Inc()
 	} else {
 		cacheMisses.Inc()
 	}
 	if err != nil {
+		if h.needsAuthorization(err) {
+			return h.respondNeedsAuthorization(w, r, cred.Spec().Principal)
+		}
 		if !h.canLearnFromChallenge(err) {
-			return h.respondTokenError(w, r, err)
+			return h.respondTokenError(w, r, cred, err)
 		}
 		// Nothing found at the well-known URLs: send the request without
 		// a token and learn where tokens come from from the upstream's
@@ -81,29 +98,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				failed = tok.AccessToken
 			}
 			if h.noteChallenge(w.Header()) {
-				h.cred.ResetBackoff() // new metadata may fix a failed discovery
+				cred.ResetBackoff() // new metadata may fix a failed discovery
 			}
 			if !replayable {
 				// The body is gone: the client sees this 401, and the
 				// next request gets a fresh token.
-				h.invalidateInBackground(failed)
+				h.invalidateInBackground(cred, failed)
 				return h.passThrough(w, ic)
 			}
-			newTok, rerr := h.invalidate(r, failed, tokenWait)
+			newTok, rerr := h.invalidate(r, cred, failed, tokenWait)
 			if errors.Is(rerr, tokenstore.ErrRejectedAgain) {
 				// The upstream rejects tokens as fast as they come: tell
 				// the client the truth instead of asking for more.
 				gatewayMetrics.rejectedAgain.Inc()
 				h.logger.Warn("upstream rejected a token obtained moments ago after a rejection; passing the 401 on instead of refreshing again",
-					zap.String("credential", h.cred.ID()))
+					zap.String("credential", cred.ID()))
 				return h.passThrough(w, ic)
 			}
 			if rerr != nil {
 				putInterceptor(ic)
 				resetHeader(w.Header(), origHeader)
-				return h.respondTokenError(w, r, rerr)
+				if h.needsAuthorization(rerr) {
+					return h.respondNeedsAuthorization(w, r, cred.Spec().Principal)
+				}
+				return h.respondTokenError(w, r, cred, rerr)
 			}
-			h.debugReplay("upstream rejected the token; replaying with a new one", r, newTok, tok)
+			h.debugReplay("upstream rejected the token; replaying with a new one", cred, r, newTok, tok)
 			gatewayMetrics.replays.WithLabelValues("unauthorized").Inc()
 			putInterceptor(ic)
 			resetHeader(w.Header(), origHeader)
@@ -119,19 +139,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			if outside := h.scopesOutsideBound(want); len(outside) > 0 && h.Grant == tokenstore.GrantClientCredentials {
 				putInterceptor(ic)
 				resetHeader(w.Header(), origHeader)
-				return h.respondStepUpError(w, tok, want, fmt.Errorf("%w: %s", errScopeNotAllowed, strings.Join(outside, " ")))
+				return h.respondStepUpError(w, cred, tok, want, fmt.Errorf("%w: %s", errScopeNotAllowed, strings.Join(outside, " ")))
 			}
 			ctx, cancel := context.WithTimeout(r.Context(), tokenWait)
-			newTok, serr := h.cred.StepUp(ctx, want, tok.AccessToken)
+			newTok, serr := cred.StepUp(ctx, want, tok.AccessToken)
 			cancel()
 			if serr != nil {
 				putInterceptor(ic)
 				resetHeader(w.Header(), origHeader)
-				return h.respondStepUpError(w, tok, want, serr)
+				if h.flow != nil && errors.Is(serr, tokenstore.ErrScopeNotGrantable) {
+					// A user's consent can widen scope where a refresh
+					// cannot: ask for it.
+					return h.respondNeedsAuthorization(w, r, cred.Spec().Principal)
+				}
+				return h.respondStepUpError(w, cred, tok, want, serr)
 			}
 			gatewayMetrics.stepUps.WithLabelValues("granted").Inc()
 			gatewayMetrics.replays.WithLabelValues("insufficient_scope").Inc()
-			h.debugReplay("upstream wants more scope; replaying with a stepped-up token", r, newTok, tok)
+			h.debugReplay("upstream wants more scope; replaying with a stepped-up token", cred, r, newTok, tok)
 			putInterceptor(ic)
 			resetHeader(w.Header(), origHeader)
 			tok, steppedUp = newTok, true
@@ -177,7 +202,7 @@ func (h *Handler) passThrough(w http.ResponseWriter, ic *interceptor) error {
 }
 
 // respondStepUpError explains a scope the gateway could not obtain.
-func (h *Handler) respondStepUpError(w http.ResponseWriter, tok *tokenstore.Token, want []string, err error) error {
+func (h *Handler) respondStepUpError(w http.ResponseWriter, cred *tokenstore.Credential, tok *tokenstore.Token, want []string, err error) error {
 	need := strings.Join(want, " ")
 	all := strings.Join(tokenstore.UnionScopes(tok.Scopes, want), " ")
 	desc := fmt.Sprintf("the upstream requires scope %q; the authorization server refused to grant it to the gateway", need)
@@ -193,7 +218,7 @@ func (h *Handler) respondStepUpError(w http.ResponseWriter, tok *tokenstore.Toke
 		all = strings.Join(h.Scopes, " ")
 	}
 	gatewayMetrics.stepUps.WithLabelValues(outcome).Inc()
-	h.logger.Warn("step-up failed", zap.String("credential", h.cred.ID()), zap.String("outcome", outcome),
+	h.logger.Warn("step-up failed", zap.String("credential", cred.ID()), zap.String("outcome", outcome),
 		zap.Strings("scopes", want), zap.String("reason", serverCode(err, "")))
 	hdr := w.Header()
 	hdr.Set("WWW-Authenticate", normalize.BearerChallenge("insufficient_scope", desc, all, ""))
@@ -205,9 +230,9 @@ func (h *Handler) respondStepUpError(w http.ResponseWriter, tok *tokenstore.Toke
 	return werr
 }
 
-func (h *Handler) debugReplay(msg string, r *http.Request, newTok, old *tokenstore.Token) {
+func (h *Handler) debugReplay(msg string, cred *tokenstore.Credential, r *http.Request, newTok, old *tokenstore.Token) {
 	if c := h.logger.Check(zapcore.DebugLevel, msg); c != nil {
-		c.Write(zap.String("credential", h.cred.ID()), zap.String("method", r.Method),
+		c.Write(zap.String("credential", cred.ID()), zap.String("method", r.Method),
 			zap.String("path", r.URL.Path), zap.Uint64("generation", newTok.Generation),
 			zap.Bool("token_changed", old == nil || newTok.AccessToken != old.AccessToken))
 	}
@@ -221,10 +246,30 @@ func (h *Handler) canLearnFromChallenge(err error) bool {
 }
 
 // invalidate refreshes after an upstream 401, waiting at most wait.
-func (h *Handler) invalidate(r *http.Request, failed string, wait time.Duration) (*tokenstore.Token, error) {
+func (h *Handler) invalidate(r *http.Request, cred *tokenstore.Credential, failed string, wait time.Duration) (*tokenstore.Token, error) {
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	return h.cred.Invalidate(ctx, failed)
+	return cred.Invalidate(ctx, failed)
+}
+
+// needsAuthorization: an authorization-code credential without a usable
+// refresh token (never authorized, rejected for good, revoked) goes back
+// to the user's consent rather than failing.
+func (h *Handler) needsAuthorization(err error) bool {
+	if h.flow == nil {
+		return false
+	}
+	return errors.Is(err, tokenstore.ErrNeedsAuthorization) || errors.Is(err, tokenstore.ErrDead)
+}
+
+// respondNoPrincipal: per-user credentials and no user on the request.
+func (h *Handler) respondNoPrincipal(w http.ResponseWriter) error {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusUnauthorized)
+	_, err := w.Write([]byte(`{"error":"authorization_required","error_description":"the request carries no user (the principal placeholder is empty); authenticate to the gateway first"}` + "\n"))
+	return err
 }
 
 // errScopeNotAllowed: an upstream asked for a scope outside the step-up
@@ -250,12 +295,12 @@ func (h *Handler) scopesOutsideBound(want []string) []string {
 
 // invalidateInBackground refreshes after a 401 that cannot be replayed,
 // so the client's retry finds a new token.
-func (h *Handler) invalidateInBackground(failed string) {
+func (h *Handler) invalidateInBackground(cred *tokenstore.Credential, failed string) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), refreshWait)
 		defer cancel()
-		if _, err := h.cred.Invalidate(ctx, failed); err != nil {
-			h.logger.Debug("refresh after an unreplayable 401 failed", zap.String("credential", h.cred.ID()), zap.Error(err))
+		if _, err := cred.Invalidate(ctx, failed); err != nil {
+			h.logger.Debug("refresh after an unreplayable 401 failed", zap.String("credential", cred.ID()), zap.Error(err))
 		}
 	}()
 }

@@ -46,8 +46,11 @@ func (h *Handler) validate() error {
 			return err
 		}
 	}
-	if x.ClientID == "" {
+	if x.ClientID == "" && h.Grant != tokenstore.GrantAuthorizationCode {
 		return fmt.Errorf("client_id: required")
+	}
+	if err := h.validateAuthorizationCode(); err != nil {
+		return err
 	}
 	switch h.Grant {
 	case tokenstore.GrantClientCredentials:
@@ -58,8 +61,12 @@ func (h *Handler) validate() error {
 		if h.RefreshToken == "" {
 			return fmt.Errorf("refresh_token: required for grant refresh_token")
 		}
+	case tokenstore.GrantAuthorizationCode:
+		if h.RefreshToken != "" {
+			return fmt.Errorf("refresh_token: not used with grant authorization_code (the user's consent provides it)")
+		}
 	default:
-		return fmt.Errorf("grant: unknown grant %q (want client_credentials or refresh_token)", h.Grant)
+		return fmt.Errorf("grant: unknown grant %q (want client_credentials, refresh_token or authorization_code)", h.Grant)
 	}
 	if _, ok := clientAuthMethods[h.ClientAuth]; !ok && h.ClientAuth != "" {
 		return fmt.Errorf("client_auth: unknown method %q (want basic, post, client_secret_basic or client_secret_post)", h.ClientAuth)
@@ -142,6 +149,49 @@ func checkURL(name, raw string, allowHTTP bool) error {
 	}
 	if u.Fragment != "" {
 		return fmt.Errorf("%s: must not contain a fragment", name)
+	}
+	return nil
+}
+
+// validateAuthorizationCode checks the authorization-code subdirectives.
+func (h *Handler) validateAuthorizationCode() error {
+	x := &h.expanded
+	authcode := h.Grant == tokenstore.GrantAuthorizationCode
+	if !authcode {
+		for _, f := range []struct{ name, val string }{
+			{"redirect_uri", h.RedirectURI}, {"principal", h.Principal}, {"client_metadata_url", h.ClientMetadataURL},
+		} {
+			if f.val != "" {
+				return fmt.Errorf("%s: only with grant authorization_code", f.name)
+			}
+		}
+		if len(h.AuthorizationParams) > 0 {
+			return fmt.Errorf("authorization_param: only with grant authorization_code")
+		}
+		return nil
+	}
+	if x.RedirectURI == "" {
+		return fmt.Errorf("redirect_uri: required for grant authorization_code (an absolute https URL whose path reaches this handler)")
+	}
+	if err := checkURL("redirect_uri", x.RedirectURI, h.InsecureAllowHTTP); err != nil {
+		return err
+	}
+	if x.ClientMetadataURL != "" {
+		if err := checkURL("client_metadata_url", x.ClientMetadataURL, h.InsecureAllowHTTP); err != nil {
+			return err
+		}
+	}
+	if h.Principal != "" && (!strings.HasPrefix(h.Principal, "{") || !strings.HasSuffix(h.Principal, "}") || strings.Count(h.Principal, "{") != 1) {
+		return fmt.Errorf("principal: must be one placeholder such as {http.auth.user.id}, got %q", h.Principal)
+	}
+	if h.AuthorizationStateTTL < 0 {
+		return fmt.Errorf("authorization_state_ttl: must be positive")
+	}
+	for name := range h.AuthorizationParams {
+		switch name {
+		case "response_type", "client_id", "redirect_uri", "state", "code_challenge", "code_challenge_method", "scope", "resource":
+			return fmt.Errorf("authorization_param: %s is set by the gateway", name)
+		}
 	}
 	return nil
 }

@@ -33,6 +33,12 @@ type AuthServerMetadata struct {
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported,omitempty"`
 	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported,omitempty"`
 	DPoPSigningAlgValuesSupported     []string `json:"dpop_signing_alg_values_supported,omitempty"`
+	// AuthorizationResponseIssParameterSupported (RFC 9207): the server
+	// sends iss in authorization responses, so a missing one is an error.
+	AuthorizationResponseIssParameterSupported bool `json:"authorization_response_iss_parameter_supported,omitempty"`
+	// ClientIDMetadataDocumentSupported: the server accepts an https URL
+	// serving a client metadata document as client_id (CIMD).
+	ClientIDMetadataDocumentSupported bool `json:"client_id_metadata_document_supported,omitempty"`
 }
 
 // AuthMethods returns the token endpoint authentication methods, with the

@@ -71,12 +71,24 @@ type Credential struct {
 	failures     int
 	backoffUntil time.Time
 	deadCheckAt  time.Time
+	// unauthorizedUntil: the store was read moments ago and held no
+	// authorization for this (authorization-code) credential; requests
+	// until then are answered without reading it again.
+	unauthorizedUntil time.Time
 }
+
+// unauthorizedRecheck is how long "not authorized yet" is believed
+// without reading the store again (another instance's callback may have
+// stored the consent meanwhile).
+const unauthorizedRecheck = 2 * time.Second
 
 type requesterBox struct{ r Requester }
 
 // ID returns the credential's identifier.
 func (c *Credential) ID() string { return c.id }
+
+// Spec returns the credential's configuration.
+func (c *Credential) Spec() Spec { return c.spec }
 
 // SetRequester replaces the Requester, e.g. after a config reload changed
 // the client secret.
@@ -241,6 +253,7 @@ func (c *Credential) refreshInBackground() {
 type Status struct {
 	ID         string    `json:"id"`
 	Resource   string    `json:"resource"`
+	Principal  string    `json:"principal,omitempty"`
 	Issuer     string    `json:"issuer,omitempty"`
 	Grant      string    `json:"grant"`
 	Scopes     []string  `json:"scopes,omitempty"`
@@ -254,7 +267,7 @@ type Status struct {
 func (c *Credential) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := Status{ID: c.id, Resource: c.spec.Resource, Grant: c.spec.Grant, State: c.state, LastError: c.lastErr, Scopes: c.spec.Scopes}
+	s := Status{ID: c.id, Resource: c.spec.Resource, Principal: c.spec.Principal, Grant: c.spec.Grant, State: c.state, LastError: c.lastErr, Scopes: c.spec.Scopes}
 	if c.rec != nil {
 		// The scopes the current token was granted (as the server said,
 		// else as requested), also when they came from discovery.

@@ -37,3 +37,8 @@ var ErrConfiguration = errors.New("tokenstore: the authorization server refused 
 // MaxScopes caps the scope set a credential requests, so an upstream's
 // repeated insufficient_scope challenges cannot grow it without bound.
 const MaxScopes = 32
+
+// ErrNeedsAuthorization is returned for an authorization-code credential
+// that holds no refresh token (never authorized, or forgotten): a user
+// (or, for a shared credential, an operator) must consent first.
+var ErrNeedsAuthorization = errors.New("tokenstore: the credential needs a user's authorization")

@@ -235,6 +235,7 @@ func (m *Manager) gcLoop() {
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
 			m.collect(ctx)
+			m.collectPending(ctx)
 			cancel()
 		case <-m.ctx.Done():
 			return

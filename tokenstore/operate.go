@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -39,7 +40,7 @@ func (c *Credential) ForceRefresh(ctx context.Context) (*Token, error) {
 // replaced under the lock, keeping its issuer pin; the next request uses
 // the new token.
 func (c *Credential) Replace(ctx context.Context, refreshToken string) error {
-	if c.spec.Grant != GrantRefreshToken {
+	if !c.spec.rotates() {
 		return fmt.Errorf("tokenstore: credential %s uses grant %s, which has no refresh token", c.id, c.spec.Grant)
 	}
 	if refreshToken == "" {
@@ -50,6 +51,46 @@ func (c *Credential) Replace(ctx context.Context, refreshToken string) error {
 		clearTokens(rec)
 		rec.Dead, rec.LastError, rec.Revoked = false, "", false
 	})
+}
+
+// Authorized stores the tokens a completed authorization (code exchange)
+// returned, bound to issuer: the credential is usable from now on, and
+// its refresh token is what later refreshes present.
+func (c *Credential) Authorized(ctx context.Context, res *TokenResult, issuer string, scopes []string) error {
+	if res == nil || res.AccessToken == "" {
+		return errors.New("tokenstore: authorization without an access token")
+	}
+	now := c.m.now()
+	err := c.rewrite(ctx, "authorized", func(rec *Record) {
+		rec.Issuer = issuer
+		if res.TokenEndpoint != "" {
+			rec.TokenEndpoint = res.TokenEndpoint
+		}
+		rec.AccessToken, rec.TokenType, rec.IssuedAt = res.AccessToken, res.TokenType, now
+		rec.Expiry = time.Time{}
+		if res.ExpiresIn > 0 {
+			rec.Expiry = now.Add(res.ExpiresIn)
+		}
+		if res.RefreshToken != "" {
+			rec.RefreshToken = res.RefreshToken
+		}
+		rec.Scopes = append([]string(nil), scopes...)
+		rec.GrantedScope = strings.Join(res.Scopes, " ")
+		rec.Dead, rec.LastError, rec.Revoked = false, "", false
+	})
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	rec := c.rec.clone()
+	c.mu.Unlock()
+	tok := newToken(rec, c.m.opts.RefreshSkew)
+	tok.obtainedAt = now
+	c.current.Store(tok)
+	c.scheduleRefresh(tok)
+	c.m.touch(c)
+	c.m.hooks.refreshed(c, reasonInitial)
+	return nil
 }
 
 // Unpin binds the credential to another authorization server, named by
@@ -70,7 +111,7 @@ func (c *Credential) Unpin(ctx context.Context, issuer string) error {
 		clearTokens(rec)
 		rec.RefreshToken = ""
 		rec.Dead, rec.LastError, rec.Revoked = false, "", false
-		if c.spec.Grant == GrantRefreshToken {
+		if c.spec.rotates() {
 			rec.Dead, rec.LastError = true, "pinned to a new authorization server by an operator; upload a refresh token it issued"
 		}
 	})
@@ -159,14 +200,14 @@ func (c *Credential) forget(ctx context.Context, why string) error {
 		clearTokens(rec)
 		rec.RefreshToken = ""
 		rec.Revoked, rec.LastError, rec.Dead = true, why, false
-		if c.spec.Grant == GrantRefreshToken {
+		if c.spec.rotates() {
 			rec.Dead, rec.LastError = true, why+"; upload a new refresh token"
 		}
 	})
 	if err != nil {
 		return err
 	}
-	if c.spec.Grant == GrantRefreshToken {
+	if c.spec.rotates() {
 		_ = c.markDead(why+"; upload a new refresh token", false, true)
 	}
 	return nil
@@ -214,7 +255,7 @@ func (c *Credential) rewrite(ctx context.Context, kind string, change func(*Reco
 	c.mu.Lock()
 	c.rec, c.pending, c.storedGen = next, false, next.Generation
 	c.state, c.lastErr, c.lastErrValue, c.failures = StateHealthy, "", nil, 0
-	c.deadCheckAt, c.backoffUntil = time.Time{}, time.Time{}
+	c.deadCheckAt, c.backoffUntil, c.unauthorizedUntil = time.Time{}, time.Time{}, time.Time{}
 	if next.Dead {
 		c.state, c.lastErr = StateDead, next.LastError
 		c.deadCheckAt = c.m.now().Add(c.m.opts.DeadRecheck)

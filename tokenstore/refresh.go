@@ -65,8 +65,15 @@ func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, er
 
 	scopes := UnionScopes(base.Scopes, want)
 	req := TokenRequest{Grant: c.spec.Grant, Scopes: scopes, PinnedIssuer: base.Issuer}
-	if c.spec.Grant == GrantRefreshToken {
+	if c.spec.rotates() {
+		req.Grant = GrantRefreshToken
 		req.RefreshToken = base.RefreshToken
+		if req.RefreshToken == "" && c.spec.Grant == GrantAuthorizationCode {
+			c.mu.Lock()
+			c.unauthorizedUntil = m.now().Add(unauthorizedRecheck)
+			c.mu.Unlock()
+			return nil, ErrNeedsAuthorization
+		}
 		if req.RefreshToken == "" {
 			return nil, c.markDead("no refresh token is stored or configured", false, false)
 		}
@@ -157,6 +164,9 @@ func (c *Credential) gate() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.m.now()
+	if now.Before(c.unauthorizedUntil) {
+		return ErrNeedsAuthorization
+	}
 	switch c.state {
 	case StateDead:
 		if now.Before(c.deadCheckAt) {
@@ -317,7 +327,7 @@ func (c *Credential) handleRequestError(ctx context.Context, base *Record, store
 	var ce ClassifiedError
 	switch {
 	case errors.As(err, &ce) && ce.Permanent():
-		if c.spec.Grant == GrantRefreshToken {
+		if c.spec.rotates() {
 			// Record the death so other instances do not present the
 			// rejected token again; a new seed or upload revives it.
 			dead := base.clone()

@@ -12,7 +12,18 @@ import (
 const (
 	GrantClientCredentials = "client_credentials"
 	GrantRefreshToken      = "refresh_token"
+	// GrantAuthorizationCode credentials start from a user's consent
+	// (authorization code + PKCE) and are then refreshed like
+	// GrantRefreshToken ones.
+	GrantAuthorizationCode = "authorization_code"
 )
+
+// rotates reports whether the credential holds a refresh token that may
+// rotate: it must never be presented twice, so it is refreshed only under
+// the lock and with the store readable.
+func (s *Spec) rotates() bool {
+	return s.Grant == GrantRefreshToken || s.Grant == GrantAuthorizationCode
+}
 
 // Spec is a credential as configured: what it is for and how to obtain
 // tokens. Two handlers with equal identity fields share one credential.
@@ -27,13 +38,21 @@ type Spec struct {
 	// refresh_token). It is used only while the store holds nothing newer
 	// from the same seed.
 	SeedRefreshToken string
+	// Principal is the user a per-user credential belongs to ("" for a
+	// shared credential). It is part of the identity: every user has a
+	// credential of their own.
+	Principal string
 }
 
 // ID is the credential's stable identifier: a hash of what identifies it
 // (never of secrets), safe to log and to use as a storage key.
 func (s *Spec) ID() string {
 	h := sha256.New()
-	for _, part := range []string{"v1", s.Resource, s.ClientID, s.Grant, s.Issuer, s.TokenEndpoint} {
+	parts := []string{"v1", s.Resource, s.ClientID, s.Grant, s.Issuer, s.TokenEndpoint}
+	if s.Principal != "" {
+		parts = append(parts, "principal", s.Principal)
+	}
+	for _, part := range parts {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}

@@ -1,0 +1,131 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/oauthgw/caddy-oauth-gateway/oauthclient"
+	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
+)
+
+// callback completes a flow: the state must be known, unused, unexpired
+// and started by the same user; the response's iss must be the issuer the
+// flow went to (RFC 9207); then the code is exchanged (PKCE) and the
+// tokens stored for that user.
+func (f *authFlow) callback(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return page(w, http.StatusMethodNotAllowed, "Method not allowed", "")
+	}
+	resp, err := oauthclient.ParseAuthorizationResponse(r.URL.Query())
+	if err != nil || resp.State == "" {
+		return page(w, http.StatusBadRequest, "Invalid authorization response", "The response carries no usable state.")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	pending, err := f.manager.TakePending(ctx, resp.State)
+	switch {
+	case errors.Is(err, tokenstore.ErrPendingExpired):
+		return page(w, http.StatusBadRequest, "This authorization expired", "Start again from the application.")
+	case errors.Is(err, tokenstore.ErrPendingUnknown):
+		return page(w, http.StatusBadRequest, "Unknown or already used authorization", "This link was used already or never started here. Start again from the application.")
+	case err != nil:
+		f.logger.Error("reading the authorization state", zap.Error(err))
+		return page(w, http.StatusServiceUnavailable, "Try again", "The gateway could not read the authorization state.")
+	}
+	if !pending.Operator && f.perUser() && f.principalOf(r) != pending.Principal {
+		// Login CSRF or account mix-up: someone else's browser finishing
+		// this user's flow (or the reverse). Bind nothing.
+		f.logger.Warn("authorization callback from another user than the one who started it; refused",
+			zap.String("credential", pending.CredentialID))
+		return page(w, http.StatusForbidden, "This authorization belongs to someone else",
+			"It was started by another user. Nothing was connected. Start again from your own session.")
+	}
+	if resp.Error != "" {
+		f.logger.Warn("authorization refused", zap.String("error", resp.Error), zap.String("credential", pending.CredentialID))
+		return page(w, http.StatusBadRequest, "The authorization was not granted",
+			fmt.Sprintf("The authorization server answered %q: %s", resp.Error, resp.ErrorDescription))
+	}
+	if err := oauthclient.CheckIssuer(resp, pending.Issuer, pending.IssRequired); err != nil {
+		f.logger.Warn("authorization response from an unexpected issuer; refused (RFC 9207)", zap.String("expected", pending.Issuer),
+			zap.String("got", resp.Issuer), zap.String("credential", pending.CredentialID))
+		return page(w, http.StatusBadRequest, "Authorization server mismatch",
+			"The response did not come from the authorization server the flow started with. Nothing was connected.")
+	}
+	cred := f.credential(pending.Principal)
+	res, err := f.req.exchange(ctx, pending, resp.Code)
+	if err != nil {
+		f.logger.Error("exchanging the authorization code failed", zap.String("credential", cred.ID()), zap.Error(err))
+		return page(w, http.StatusBadGateway, "The authorization server refused the code", publicFlowError(err))
+	}
+	if err := cred.Authorized(ctx, res, pending.Issuer, pending.Scopes); err != nil {
+		f.logger.Error("storing the authorization failed", zap.String("credential", cred.ID()), zap.Error(err))
+		return page(w, http.StatusServiceUnavailable, "Try again", "The gateway could not store the authorization.")
+	}
+	f.logger.Info("account connected", zap.String("credential", cred.ID()), zap.Bool("operator", pending.Operator))
+	if pending.ReturnTo != "" {
+		http.Redirect(w, r, pending.ReturnTo, http.StatusFound)
+		return nil
+	}
+	return page(w, http.StatusOK, "Connected", fmt.Sprintf("The gateway can now reach %s for you. You can close this page.", f.spec.Resource))
+}
+
+// disconnect (POST) revokes and forgets the caller's own credential.
+func (f *authFlow) disconnect(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return page(w, http.StatusMethodNotAllowed, "Method not allowed", "Disconnect with a POST request.")
+	}
+	principal := f.principalOf(r)
+	if !f.perUser() || principal == "" {
+		return page(w, http.StatusForbidden, "Nothing to disconnect", "Only per-user credentials can be disconnected by their user.")
+	}
+	cred := f.credential(principal)
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if _, err := cred.Revoke(ctx); err != nil {
+		f.logger.Warn("disconnect: revocation failed; forgetting the tokens anyway", zap.String("credential", cred.ID()), zap.Error(err))
+		if err := cred.Forget(ctx); err != nil {
+			return page(w, http.StatusServiceUnavailable, "Try again", "The gateway could not forget the credential.")
+		}
+	}
+	return page(w, http.StatusOK, "Disconnected", "The gateway no longer holds tokens for your account.")
+}
+
+// serveClientMetadata serves the Client ID Metadata Document whose URL is
+// the client_id.
+func (f *authFlow) serveClientMetadata(w http.ResponseWriter, r *http.Request) error {
+	doc := oauthclient.ClientMetadata{
+		ClientID:                f.cimdURL,
+		ClientName:              "Caddy OAuth gateway",
+		RedirectURIs:            []string{f.redirectURI},
+		GrantTypes:              []string{"authorization_code", "refresh_token"},
+		ResponseTypes:           []string{"code"},
+		TokenEndpointAuthMethod: oauthclient.AuthNone,
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "max-age=300")
+	return json.NewEncoder(w).Encode(doc)
+}
+
+var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>{{.Title}}</title></head>
+<body><h1>{{.Title}}</h1><p id="message">{{.Message}}</p></body></html>
+`))
+
+// page answers a browser with a small HTML page (everything escaped).
+func page(w http.ResponseWriter, status int, title, message string) error {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", "default-src 'none'")
+	h.Del("Content-Length")
+	w.WriteHeader(status)
+	return pageTemplate.Execute(w, struct{ Title, Message string }{title, strings.TrimSpace(message)})
+}

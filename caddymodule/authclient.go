@@ -1,0 +1,123 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/oauthgw/caddy-oauth-gateway/oauthclient"
+	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
+)
+
+// clientRegistration says which OAuth client an authorization-code
+// credential uses, in the MCP order: the configured client_id; else a
+// Client ID Metadata Document when client_metadata_url is set and the
+// server supports it; else RFC 7591 registration, once per (issuer,
+// redirect_uri) for the whole fleet, persisted and reused; else an error.
+type clientRegistration struct {
+	configured  bool
+	cimdURL     string
+	redirectURI string
+	manager     *tokenstore.Manager
+	logger      *zap.Logger
+}
+
+// clientFor returns the client credentials to use with ep's server.
+func (r *requester) clientFor(ctx context.Context, ep *endpoints) (oauthclient.Credentials, error) {
+	cr := r.registration
+	if cr == nil || cr.configured {
+		return r.credsFor(ep), nil
+	}
+	if cr.cimdURL != "" && ep.CIMD {
+		return oauthclient.Credentials{ClientID: cr.cimdURL, AuthMethod: oauthclient.AuthNone}, nil
+	}
+	if ep.RegistrationEndpoint == "" {
+		return oauthclient.Credentials{}, &flowError{
+			public: "no client_id is configured, and the authorization server supports neither client metadata documents nor dynamic registration",
+			err: fmt.Errorf("authorization server %s: no client_id configured, no client_id_metadata_document_supported (or no client_metadata_url), no registration_endpoint",
+				ep.Issuer)}
+	}
+	reg, err := cr.manager.Registered(ctx, ep.Issuer, cr.redirectURI, "", func(ctx context.Context) (*tokenstore.Registration, error) {
+		return r.register(ctx, ep)
+	})
+	if err != nil {
+		return oauthclient.Credentials{}, fmt.Errorf("registering with %s: %w", ep.Issuer, err)
+	}
+	return registeredCreds(reg), nil
+}
+
+func registeredCreds(reg *tokenstore.Registration) oauthclient.Credentials {
+	method := reg.TokenEndpointAuthMethod
+	switch {
+	case reg.ClientSecret == "":
+		method = oauthclient.AuthNone
+	case method != oauthclient.AuthPost:
+		method = oauthclient.AuthBasic
+	}
+	return oauthclient.Credentials{ClientID: reg.ClientID, ClientSecret: reg.ClientSecret, AuthMethod: method}
+}
+
+// register performs RFC 7591 registration at ep's registration endpoint.
+func (r *requester) register(ctx context.Context, ep *endpoints) (*tokenstore.Registration, error) {
+	method := oauthclient.AuthNone
+	if slices.Contains(ep.AuthMethods, oauthclient.AuthBasic) {
+		method = oauthclient.AuthBasic
+	}
+	rc, err := r.client.Register(ctx, ep.RegistrationEndpoint, oauthclient.ClientMetadata{
+		ClientName:              "Caddy OAuth gateway",
+		RedirectURIs:            []string{r.registration.redirectURI},
+		GrantTypes:              []string{"authorization_code", "refresh_token"},
+		ResponseTypes:           []string{"code"},
+		TokenEndpointAuthMethod: method,
+	}, "")
+	if err != nil {
+		return nil, err
+	}
+	reg := &tokenstore.Registration{ClientID: rc.ClientID, ClientSecret: rc.ClientSecret, TokenEndpointAuthMethod: rc.TokenEndpointAuthMethod}
+	if reg.TokenEndpointAuthMethod == "" {
+		reg.TokenEndpointAuthMethod = method
+	}
+	if rc.ClientSecretExpiresAt > 0 {
+		reg.ExpiresAt = time.Unix(rc.ClientSecretExpiresAt, 0)
+	}
+	return reg, nil
+}
+
+// exchange redeems an authorization code (RFC 6749 §4.1.3 with PKCE) at
+// the pinned issuer's token endpoint.
+func (r *requester) exchange(ctx context.Context, p *tokenstore.PendingAuthorization, code string) (*tokenstore.TokenResult, error) {
+	if code == "" {
+		return nil, &flowError{public: "the response carries no authorization code", err: errors.New("authorization response without code")}
+	}
+	ep, err := r.endpointsFor(ctx, p.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := r.clientFor(ctx, ep)
+	if err != nil {
+		return nil, err
+	}
+	if creds.ClientID != p.ClientID {
+		return nil, &flowError{public: "the gateway's client registration changed during the authorization; start again",
+			err: fmt.Errorf("client %s started the flow, %s would finish it", p.ClientID, creds.ClientID)}
+	}
+	req := oauthclient.Request{
+		TokenEndpoint: ep.TokenEndpoint,
+		Grant:         oauthclient.GrantAuthorizationCode,
+		Code:          code,
+		RedirectURI:   p.RedirectURI,
+		CodeVerifier:  p.CodeVerifier,
+	}
+	if r.sendResource {
+		req.Resource = r.resource
+	}
+	resp, err := r.client.Token(ctx, creds, req)
+	if err != nil {
+		return nil, r.explain(err)
+	}
+	return tokenResult(resp, ep), nil
+}

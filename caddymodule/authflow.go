@@ -1,0 +1,273 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/oauthgw/caddy-oauth-gateway/oauthclient"
+	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
+)
+
+// authFlow is the authorization-code machinery of one handler (grant
+// authorization_code): the paths it answers itself (callback, start,
+// disconnect, client metadata document), the per-user credentials, and
+// the flow's start and completion. OAuth mechanics (PKCE, the
+// authorization URL, RFC 9207, registration) live in oauthclient; pending
+// state and registrations in tokenstore.
+type authFlow struct {
+	h         *Handler
+	req       *requester
+	manager   *tokenstore.Manager
+	spec      tokenstore.Spec // Principal empty
+	principal string          // the placeholder; "" for a shared credential
+	logger    *zap.Logger
+
+	redirectURI, origin                              string
+	callbackPath, startPath, disconnectPath, cimdURL string
+	cimdPath                                         string
+	params                                           url.Values
+	stateTTL                                         time.Duration
+
+	creds sync.Map // principal -> *tokenstore.Credential
+}
+
+const defaultStateTTL = 10 * time.Minute
+
+func newAuthFlow(h *Handler, req *requester, m *tokenstore.Manager, spec tokenstore.Spec) (*authFlow, error) {
+	x := &h.expanded
+	u, err := url.Parse(x.RedirectURI)
+	if err != nil {
+		return nil, fmt.Errorf("redirect_uri: %v", err)
+	}
+	dir := path.Dir(u.Path)
+	f := &authFlow{
+		h: h, req: req, manager: m, spec: spec, principal: h.Principal, logger: h.logger,
+		redirectURI:    x.RedirectURI,
+		origin:         u.Scheme + "://" + u.Host,
+		callbackPath:   u.Path,
+		startPath:      path.Join(dir, "start"),
+		disconnectPath: path.Join(dir, "disconnect"),
+		cimdURL:        x.ClientMetadataURL,
+		params:         url.Values{},
+		stateTTL:       time.Duration(h.AuthorizationStateTTL),
+	}
+	if f.stateTTL <= 0 {
+		f.stateTTL = defaultStateTTL
+	}
+	if f.cimdURL != "" {
+		cu, err := url.Parse(f.cimdURL)
+		if err != nil {
+			return nil, fmt.Errorf("client_metadata_url: %v", err)
+		}
+		f.cimdPath = cu.Path
+	}
+	for k, v := range h.AuthorizationParams {
+		f.params.Set(k, v)
+	}
+	return f, nil
+}
+
+// perUser reports whether each user has a credential of their own.
+func (f *authFlow) perUser() bool { return f.principal != "" }
+
+// credential returns the credential of principal ("" for the shared one).
+func (f *authFlow) credential(principal string) *tokenstore.Credential {
+	if principal == "" {
+		return f.h.cred
+	}
+	if c, ok := f.creds.Load(principal); ok {
+		return c.(*tokenstore.Credential)
+	}
+	spec := f.spec
+	spec.Principal = principal
+	c := f.manager.Credential(spec, f.req)
+	if actual, loaded := f.creds.LoadOrStore(principal, c); loaded {
+		f.manager.Release(c) // another request counted it first
+		return actual.(*tokenstore.Credential)
+	}
+	return c
+}
+
+// release gives back every per-user credential (config unload).
+func (f *authFlow) release() {
+	f.creds.Range(func(_, v any) bool {
+		f.manager.Release(v.(*tokenstore.Credential))
+		return true
+	})
+}
+
+// principalOf evaluates the principal placeholder for r.
+func (f *authFlow) principalOf(r *http.Request) string {
+	if f.principal == "" {
+		return ""
+	}
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl == nil {
+		return ""
+	}
+	return strings.TrimSpace(repl.ReplaceAll(f.principal, ""))
+}
+
+// route answers the flow's own paths; handled is false for any other
+// request. None of them is ever forwarded upstream.
+func (f *authFlow) route(w http.ResponseWriter, r *http.Request) (handled bool, err error) {
+	switch r.URL.Path {
+	case f.callbackPath:
+		return true, f.callback(w, r)
+	case f.startPath:
+		return true, f.start(w, r)
+	case f.disconnectPath:
+		return true, f.disconnect(w, r)
+	case f.cimdPath:
+		if f.cimdPath != "" {
+			return true, f.serveClientMetadata(w, r)
+		}
+	}
+	return false, nil
+}
+
+// startURL is where a user begins the flow, on the gateway.
+func (f *authFlow) startURL(returnTo string) string {
+	u := f.origin + f.startPath
+	if returnTo != "" {
+		u += "?return_to=" + url.QueryEscape(returnTo)
+	}
+	return u
+}
+
+// start (GET) begins a flow for the requesting user and redirects the
+// browser to the authorization server.
+func (f *authFlow) start(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return page(w, http.StatusMethodNotAllowed, "Method not allowed", "Open this address in a browser.")
+	}
+	if !f.perUser() {
+		return page(w, http.StatusForbidden, "An operator must connect this account",
+			fmt.Sprintf("This gateway holds one shared credential for %s. An operator connects it with: caddy oauth-gateway authorize %s",
+				f.spec.Resource, f.h.cred.ID()))
+	}
+	principal := f.principalOf(r)
+	if principal == "" {
+		return page(w, http.StatusUnauthorized, "Sign in first", "The gateway could not tell who you are, so it cannot connect an account for you.")
+	}
+	authURL, err := f.begin(r.Context(), principal, false, safeReturnTo(r.URL.Query().Get("return_to")))
+	if err != nil {
+		f.logger.Error("could not start the authorization", zap.String("resource", f.spec.Resource), zap.Error(err))
+		return page(w, http.StatusBadGateway, "Cannot start the authorization", publicFlowError(err))
+	}
+	http.Redirect(w, r, authURL, http.StatusFound)
+	return nil
+}
+
+// begin creates the pending state and returns the authorization URL.
+func (f *authFlow) begin(ctx context.Context, principal string, operator bool, returnTo string) (string, error) {
+	cred := f.credential(principal)
+	pinned := ""
+	if st := cred.Status(); st.Issuer != "" {
+		pinned = st.Issuer
+	}
+	ep, err := f.req.endpointsFor(ctx, pinned)
+	if err != nil {
+		return "", err
+	}
+	if ep.AuthorizationEndpoint == "" {
+		return "", fmt.Errorf("authorization server %s advertises no authorization_endpoint", ep.Issuer)
+	}
+	if !ep.PKCE {
+		return "", &flowError{public: "the authorization server does not support PKCE with S256 (code_challenge_methods_supported), which the gateway requires",
+			err: fmt.Errorf("authorization server %s does not list S256 in code_challenge_methods_supported", ep.Issuer)}
+	}
+	client, err := f.req.clientFor(ctx, ep)
+	if err != nil {
+		return "", err
+	}
+	verifier, challenge, err := oauthclient.NewPKCE()
+	if err != nil {
+		return "", err
+	}
+	state, err := oauthclient.NewState()
+	if err != nil {
+		return "", err
+	}
+	scopes := f.scopes(ep)
+	pending := &tokenstore.PendingAuthorization{
+		CredentialID: cred.ID(), Principal: principal, Operator: operator,
+		CodeVerifier: verifier, Issuer: ep.Issuer, IssRequired: ep.IssRequired,
+		ClientID: client.ClientID, RedirectURI: f.redirectURI, Scopes: scopes,
+		ReturnTo: returnTo, ExpiresAt: time.Now().Add(f.stateTTL),
+	}
+	if err := f.manager.SavePending(ctx, state, pending); err != nil {
+		return "", fmt.Errorf("storing the authorization state: %w", err)
+	}
+	ar := oauthclient.AuthorizationRequest{
+		Endpoint: ep.AuthorizationEndpoint, ClientID: client.ClientID, RedirectURI: f.redirectURI,
+		State: state, CodeChallenge: challenge, Scopes: scopes, Extra: f.params,
+	}
+	if f.req.sendResource {
+		ar.Resource = f.req.resource
+	}
+	return ar.URL()
+}
+
+// scopes: configured, else the challenge's, else scopes_supported; plus
+// offline_access when the authorization server offers it, so a refresh
+// token is issued.
+func (f *authFlow) scopes(ep *endpoints) []string {
+	scopes := f.spec.Scopes
+	if len(scopes) == 0 {
+		if scopes = f.req.resolver.scopesFromChallenge(); len(scopes) == 0 {
+			scopes = ep.ScopesSupported
+		}
+	}
+	if slices.Contains(ep.AuthServerScopes, "offline_access") && !slices.Contains(scopes, "offline_access") {
+		scopes = append(slices.Clone(scopes), "offline_access")
+	}
+	return scopes
+}
+
+// safeReturnTo keeps only a same-origin path (no scheme, no host, no
+// "//" or "\" tricks): no open redirect.
+func safeReturnTo(raw string) string {
+	if raw == "" || !strings.HasPrefix(raw, "/") || strings.HasPrefix(raw, "//") || strings.ContainsAny(raw, "\\\r\n") {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "" || u.Host != "" {
+		return ""
+	}
+	return raw
+}
+
+// flowError carries a sentence safe to show the user next to the error
+// for the log.
+type flowError struct {
+	public string
+	err    error
+}
+
+func (e *flowError) Error() string { return e.err.Error() }
+func (e *flowError) Unwrap() error { return e.err }
+
+// publicFlowError is what a user is told about a failed flow.
+func publicFlowError(err error) string {
+	var fe *flowError
+	if errors.As(err, &fe) {
+		return fe.public
+	}
+	var ue *untrustedError
+	if errors.As(err, &ue) {
+		return ue.kind.String()
+	}
+	return "The gateway could not reach or validate the authorization server; the gateway's log has the details."
+}
