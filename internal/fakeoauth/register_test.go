@@ -190,3 +190,20 @@ func TestCIMDFetchedAtTokenEndpoint(t *testing.T) {
 		t.Fatalf("oversized document: %d %s", resp.StatusCode, body)
 	}
 }
+
+func TestAddPublicClient(t *testing.T) {
+	as := newAS(t, AuthServerOptions{})
+	cb := newCallback(t)
+	as.AddPublicClient("pub", cb.uri())
+	verifier, challenge := pkce()
+	back := authorizeAs(t, as, cb, authzParams{clientID: "pub", redirectURI: cb.uri(), challenge: challenge, scope: "read"}, "alice")
+	if ans := postToken(t, as, public("pub", codeForm(back.Get("code"), cb.uri(), verifier))); ans.status != 200 {
+		t.Fatalf("%d %s", ans.status, ans.raw)
+	}
+	// A public client has no secret to present.
+	form := codeForm("x", cb.uri(), verifier)
+	form.Set("client_secret", "")
+	if ans := postToken(t, as, public("pub", form)); ans.str("error") != "invalid_client" {
+		t.Fatalf("public client with a secret: %d %s", ans.status, ans.raw)
+	}
+}
