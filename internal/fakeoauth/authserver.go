@@ -66,14 +66,39 @@ type AuthServerOptions struct {
 
 	// Latency delays every token response (to widen race windows).
 	Latency time.Duration
+
+	// Users are the accounts the login page offers, one button each
+	// (default alice and bob).
+	Users []string
+	// NoS256 stops advertising code_challenge_methods_supported and
+	// accepts authorization requests with a plain or no code_challenge.
+	NoS256 bool
+	// CodeTTL is the authorization codes' lifetime (default 60s).
+	CodeTTL time.Duration
+	// WrongIss sends this iss in authorization responses instead of the
+	// issuer; OmitIss sends none (to test the RFC 9207 check).
+	WrongIss string
+	OmitIss  bool
+	// Registration serves RFC 7591 dynamic client registration at
+	// <issuer>/register and advertises it.
+	Registration bool
+	// RegistrationSecretTTL, when positive, makes registered client
+	// secrets expire (client_secret_expires_at) after it.
+	RegistrationSecretTTL time.Duration
+	// CIMD accepts http(s) URL client_ids as Client ID Metadata
+	// Documents, fetched from that URL, and advertises it.
+	CIMD bool
+
 	// OnTokenRequest, when set, is called after each token request with
 	// what was logged (no secrets). It must not call back into the server.
 	OnTokenRequest func(TokenRequestLog)
 }
 
 // AuthServer is a fake OAuth 2.0 authorization server: RFC 8414 and OIDC
-// metadata, a token endpoint (client_credentials, refresh_token) and an
-// RFC 7009 revocation endpoint. It is an http.Handler; StartAuthServer
+// metadata, an authorization endpoint with a login and consent page, a
+// token endpoint (client_credentials, refresh_token, authorization_code
+// with PKCE), an RFC 7009 revocation endpoint, and optionally RFC 7591
+// registration and Client ID Metadata Documents. It is an http.Handler; StartAuthServer
 // also gives it a listener.
 type AuthServer struct {
 	opts AuthServerOptions
@@ -90,6 +115,11 @@ type AuthServer struct {
 	metadata map[string]int // metadata fetches by path
 	log      []TokenRequestLog
 	revoked  []string // token_type_hint of each revocation received
+
+	codes         map[string]*authCode
+	authz         []AuthorizationLog
+	registrations int
+	cimdFetches   int
 }
 
 // TokenRequestLog is what the server saw of one token request. It holds
@@ -98,7 +128,7 @@ type TokenRequestLog struct {
 	Time       time.Time
 	Grant      string // grant_type
 	ClientID   string
-	AuthMethod string // client_secret_basic, client_secret_post or "" (none)
+	AuthMethod string // client_secret_basic, client_secret_post, none (public client) or "" (failed)
 	Scope      string // the scope parameter as sent
 	Resource   string // the RFC 8707 resource parameter as sent
 	Accept     string // the Accept header
@@ -120,6 +150,12 @@ func NewAuthServer(opts AuthServerOptions) *AuthServer {
 	if len(opts.ScopesSupported) == 0 {
 		opts.ScopesSupported = []string{"read", "write", "admin"}
 	}
+	if len(opts.Users) == 0 {
+		opts.Users = []string{"alice", "bob"}
+	}
+	if opts.CodeTTL <= 0 {
+		opts.CodeTTL = time.Minute
+	}
 	opts.IssuerPath = strings.TrimSuffix(opts.IssuerPath, "/")
 	if opts.IssuerPath != "" && !strings.HasPrefix(opts.IssuerPath, "/") {
 		opts.IssuerPath = "/" + opts.IssuerPath
@@ -131,6 +167,7 @@ func NewAuthServer(opts AuthServerOptions) *AuthServer {
 		tokens:   newTokenTable(),
 		counts:   map[string]int{},
 		metadata: map[string]int{},
+		codes:    map[string]*authCode{},
 	}
 }
 
@@ -193,7 +230,11 @@ func (a *AuthServer) OIDCMetadataURL() string {
 func (a *AuthServer) AddClient(id, secret string, scopes ...string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.clients[id] = &client{secret: secret, scopes: slices.Clone(scopes)}
+	c := &client{secret: secret, scopes: slices.Clone(scopes)}
+	if old := a.clients[id]; old != nil {
+		c.redirectURIs = old.redirectURIs
+	}
+	a.clients[id] = c
 }
 
 // SetLatency changes the delay before every token response.
@@ -211,6 +252,16 @@ func (a *AuthServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.serveToken(w, r)
 	case p + "/revoke":
 		a.serveRevoke(w, r)
+	case p + "/authorize":
+		a.serveAuthorize(w, r)
+	case p + "/authorize/decide":
+		a.serveDecide(w, r)
+	case p + "/register":
+		if !a.opts.Registration {
+			http.NotFound(w, r)
+			return
+		}
+		a.serveRegister(w, r)
 	case "/.well-known/oauth-authorization-server" + p:
 		a.serveMetadata(w, r, a.opts.DisableOAuthMetadata)
 	case "/.well-known/openid-configuration" + p, p + "/.well-known/openid-configuration":

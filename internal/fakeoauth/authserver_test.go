@@ -349,11 +349,16 @@ func TestOmitExpiresIn(t *testing.T) {
 
 func TestRejectResource(t *testing.T) {
 	as := newAS(t, AuthServerOptions{RejectResource: true})
-	if a := postToken(t, as, basic(cc("", "https://r.example/"))); a.status != 400 || a.str("error") != "invalid_target" {
+	// Entra ID v2 refuses resource next to scope with invalid_request
+	// and an AADSTS901002 description (the option's documented behaviour).
+	if a := postToken(t, as, basic(cc("read", "https://r.example/"))); a.status != 400 || a.str("error") != "invalid_request" ||
+		!strings.Contains(a.str("error_description"), "AADSTS901002") {
 		t.Fatalf("%d %s", a.status, a.raw)
 	}
-	if a := postToken(t, as, basic(cc("", ""))); a.status != 200 {
-		t.Fatalf("%d %s", a.status, a.raw)
+	for _, form := range []url.Values{cc("", ""), cc("read", ""), cc("", "https://r.example/")} {
+		if a := postToken(t, as, basic(form)); a.status != 200 {
+			t.Fatalf("%v: %d %s", form, a.status, a.raw)
+		}
 	}
 }
 

@@ -4,16 +4,28 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"time"
 )
 
 const (
 	methodBasic = "client_secret_basic"
 	methodPost  = "client_secret_post"
+	methodNone  = "none" // a public client: client_id only
 )
 
 type client struct {
 	secret string
 	scopes []string // allowed scopes; none: any
+	// public clients authenticate with client_id alone (method none).
+	public bool
+	// redirectURIs are the registered redirect URIs; nil accepts any
+	// (an AddClient client without AddRedirectURI).
+	redirectURIs []string
+	// secretExpires, when set, ends the secret's validity (RFC 7591
+	// client_secret_expires_at).
+	secretExpires time.Time
+	name          string // client_name, shown on the consent page
+	cimd          bool   // learnt from a Client ID Metadata Document
 }
 
 // authResult is the outcome of client authentication.
@@ -23,7 +35,8 @@ type authResult struct {
 	status     int
 }
 
-// authenticate checks client_secret_basic, whose id and secret are
+// authenticate checks none (a public client's bare client_id),
+// client_secret_basic, whose id and secret are
 // form-urlencoded before base64 (RFC 6749 §2.3.1, the step many clients
 // miss), or client_secret_post. Using both at once is an invalid_request
 // (§2.3). The caller holds a.mu and has parsed the form.
@@ -47,14 +60,20 @@ func (a *AuthServer) authenticate(r *http.Request) authResult {
 		res.id, secret, res.method = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret"), methodPost
 	default:
 		res.id = r.PostForm.Get("client_id")
+		if c := a.clients[res.id]; c != nil && c.public {
+			res.method = methodNone
+			return res
+		}
 		return authResult{id: res.id, code: "invalid_client", desc: "client authentication required", status: http.StatusUnauthorized}
 	}
 	c, known := a.clients[res.id]
 	switch {
 	case !slices.Contains(a.opts.AuthMethods, res.method):
 		res.code, res.desc = "invalid_client", res.method+" is not supported"
-	case !known || c.secret != secret:
+	case !known || c.public || c.secret != secret:
 		res.code, res.desc = "invalid_client", "client authentication failed"
+	case !c.secretExpires.IsZero() && time.Now().After(c.secretExpires):
+		res.code, res.desc = "invalid_client", "client secret expired"
 	default:
 		return res
 	}

@@ -4,6 +4,14 @@
 // refresh-token rotation with family revocation on reuse, vendor error
 // bodies, failure injection, missing or bare challenges.
 //
+// The AuthServer also plays the interactive side of an MCP-style
+// deployment: an authorization endpoint whose HTML login page has one
+// button per user (id "user-alice", "user-bob", "deny"), the
+// authorization_code grant with PKCE S256 and RFC 9207 iss, public
+// clients, RFC 7591 dynamic registration (option Registration) and
+// Client ID Metadata Documents (option CIMD). Tokens from the code flow
+// carry the user as subject (SubjectOf, and the Upstream's echo).
+//
 // The integration tests put a real Caddy between a client and these
 // servers; the demo command (cmd/oauthgw-demo) runs them for newcomers.
 // Everything is safe for concurrent use and counts what it sees so tests

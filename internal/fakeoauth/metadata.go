@@ -1,6 +1,9 @@
 package fakeoauth
 
-import "net/http"
+import (
+	"net/http"
+	"slices"
+)
 
 // serveMetadata answers RFC 8414 and OpenID Connect discovery. Every
 // fetch is counted so tests can prove the gateway caches metadata.
@@ -16,17 +19,33 @@ func (a *AuthServer) serveMetadata(w http.ResponseWriter, r *http.Request, disab
 	if a.opts.MetadataIssuer != "" {
 		issuer = a.opts.MetadataIssuer
 	}
-	w.Header().Set("Cache-Control", "max-age=3600")
-	writeJSON(w, http.StatusOK, map[string]any{
+	tokenMethods := slices.Clone(a.opts.AuthMethods)
+	if !slices.Contains(tokenMethods, methodNone) {
+		tokenMethods = append(tokenMethods, methodNone) // public clients
+	}
+	doc := map[string]any{
 		"issuer":                                     issuer,
 		"token_endpoint":                             a.TokenURL(),
 		"revocation_endpoint":                        a.RevocationURL(),
-		"authorization_endpoint":                     a.Issuer() + "/authorize",
-		"token_endpoint_auth_methods_supported":      a.opts.AuthMethods,
+		"authorization_endpoint":                     a.AuthorizeURL(),
+		"token_endpoint_auth_methods_supported":      tokenMethods,
 		"revocation_endpoint_auth_methods_supported": a.opts.AuthMethods,
 		"grant_types_supported":                      []string{"client_credentials", "refresh_token", "authorization_code"},
 		"scopes_supported":                           a.opts.ScopesSupported,
 		"response_types_supported":                   []string{"code"},
 		"code_challenge_methods_supported":           []string{"S256"},
-	})
+		// RFC 9207: authorization responses carry iss.
+		"authorization_response_iss_parameter_supported": true,
+	}
+	if a.opts.NoS256 {
+		delete(doc, "code_challenge_methods_supported")
+	}
+	if a.opts.Registration {
+		doc["registration_endpoint"] = a.RegistrationURL()
+	}
+	if a.opts.CIMD {
+		doc["client_id_metadata_document_supported"] = true
+	}
+	w.Header().Set("Cache-Control", "max-age=3600")
+	writeJSON(w, http.StatusOK, doc)
 }

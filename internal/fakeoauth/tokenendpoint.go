@@ -22,7 +22,7 @@ func failed(status int, code, desc string) tokenReply {
 }
 
 // serveToken is the token endpoint (RFC 6749 §4.4 client_credentials,
-// §6 refresh_token). A request is counted when it arrives, so a client
+// §6 refresh_token, §4.1.3 authorization_code). A request is counted when it arrives, so a client
 // that gives up during the artificial latency is still seen trying.
 func (a *AuthServer) serveToken(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
@@ -51,6 +51,12 @@ func (a *AuthServer) serveToken(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		}
+	}
+
+	// A Client ID Metadata Document client not seen at /authorize yet is
+	// fetched now, outside the lock.
+	if _, _, basic := r.BasicAuth(); !basic {
+		a.cimdIfMissing(r.Context(), r.PostForm.Get("client_id"))
 	}
 
 	// Everything from here to the answer is one critical section, so
@@ -108,7 +114,12 @@ func (a *AuthServer) grant(r *http.Request, entry *TokenRequestLog) tokenReply {
 	requested := strings.Fields(r.PostForm.Get("scope"))
 	switch entry.Grant {
 	case "client_credentials":
+		if auth.method == methodNone {
+			return failed(http.StatusBadRequest, "unauthorized_client", "a public client cannot use client_credentials")
+		}
 		return a.clientCredentials(auth.id, requested, entry.Resource)
+	case "authorization_code":
+		return a.authorizationCode(auth.id, r.PostForm, entry.Resource)
 	case "refresh_token":
 		return a.refreshGrant(auth.id, r.PostForm.Get("refresh_token"), requested, entry.Resource)
 	case "":
@@ -126,7 +137,7 @@ func (a *AuthServer) clientCredentials(id string, requested []string, resource s
 			}
 		}
 	}
-	at := a.tokens.issueAccess(id, requested, resource, "", a.opts.AccessTTL)
+	at := a.tokens.issueAccess(id, requested, resource, "", "", a.opts.AccessTTL)
 	return a.success(at, requested, "")
 }
 
@@ -157,11 +168,11 @@ func (a *AuthServer) refreshGrant(id, presented string, requested []string, reso
 	if len(requested) > 0 {
 		scopes = requested
 	}
-	at := a.tokens.issueAccess(id, scopes, resource, rt.family, a.opts.AccessTTL)
+	at := a.tokens.issueAccess(id, scopes, resource, rt.family, rt.subject, a.opts.AccessTTL)
 	next := ""
 	if a.opts.Rotate {
 		rt.spent = true
-		next = a.tokens.issueRefresh(id, rt.scopes, rt.family)
+		next = a.tokens.issueRefresh(id, rt.scopes, rt.family, rt.subject)
 	}
 	return a.success(at, scopes, next)
 }

@@ -23,16 +23,18 @@ type accessToken struct {
 	resource string // RFC 8707 audience; "" means any
 	expires  time.Time
 	family   string // refresh token family, "" for client_credentials
+	subject  string // the user who authorized it, "" for client_credentials
 }
 
 // refreshToken is one member of a family: the tokens descending from one
 // authorization through rotation. Reuse of a spent member is the signal
 // RFC 9700 §4.14.2 uses to detect theft.
 type refreshToken struct {
-	client string
-	scopes []string
-	family string
-	spent  bool
+	client  string
+	scopes  []string
+	family  string
+	subject string
+	spent   bool
 }
 
 func newTokenTable() tokenTable {
@@ -43,19 +45,19 @@ func newTokenTable() tokenTable {
 	}
 }
 
-func (t *tokenTable) issueAccess(client string, scopes []string, resource, family string, ttl time.Duration) string {
+func (t *tokenTable) issueAccess(client string, scopes []string, resource, family, subject string, ttl time.Duration) string {
 	tok := "at_" + randomString()
-	t.access[tok] = &accessToken{client: client, scopes: slices.Clone(scopes), resource: resource, expires: time.Now().Add(ttl), family: family}
+	t.access[tok] = &accessToken{client: client, scopes: slices.Clone(scopes), resource: resource, expires: time.Now().Add(ttl), family: family, subject: subject}
 	t.issued = append(t.issued, tok)
 	return tok
 }
 
-func (t *tokenTable) issueRefresh(client string, scopes []string, family string) string {
+func (t *tokenTable) issueRefresh(client string, scopes []string, family, subject string) string {
 	if family == "" {
 		family = randomString()
 	}
 	tok := "rt_" + randomString()
-	t.refresh[tok] = &refreshToken{client: client, scopes: slices.Clone(scopes), family: family}
+	t.refresh[tok] = &refreshToken{client: client, scopes: slices.Clone(scopes), family: family, subject: subject}
 	t.issued = append(t.issued, tok)
 	return tok
 }
@@ -76,7 +78,7 @@ func (t *tokenTable) validate(token, resource string) ([]string, bool) {
 func (a *AuthServer) IssueRefreshToken(clientID string, scopes []string) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.tokens.issueRefresh(clientID, scopes, "")
+	return a.tokens.issueRefresh(clientID, scopes, "", "")
 }
 
 // IssueAccessToken mints an access token without a token request, for
@@ -85,7 +87,19 @@ func (a *AuthServer) IssueRefreshToken(clientID string, scopes []string) string 
 func (a *AuthServer) IssueAccessToken(clientID string, scopes []string, resource string) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.tokens.issueAccess(clientID, scopes, resource, "", a.opts.AccessTTL)
+	return a.tokens.issueAccess(clientID, scopes, resource, "", "", a.opts.AccessTTL)
+}
+
+// SubjectOf is the user an access token was issued for through the
+// authorization code flow (or a refresh descending from it); "" for
+// client_credentials tokens and unknown tokens.
+func (a *AuthServer) SubjectOf(accessToken string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if at := a.tokens.access[accessToken]; at != nil {
+		return at.subject
+	}
+	return ""
 }
 
 // Validate reports whether token is a live access token and returns its

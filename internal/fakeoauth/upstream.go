@@ -76,7 +76,9 @@ type UpstreamOptions struct {
 // Upstream is a fake protected resource, an MCP server or API wanting
 // bearer tokens from an AuthServer. Endpoints:
 //
-//	/echo  any method: JSON with the Authorization seen, body sha256 and length
+//	/echo  any method: JSON with the Authorization seen, body sha256 and
+//	       length, the token's scopes and subject (the user, "" for
+//	       client_credentials)
 //	/mcp   JSON-RPC over POST: {"jsonrpc":"2.0","id":<id>,"result":{}}
 //	/sse   text/event-stream: one event, then waits for ReleaseSSE
 //	/.well-known/oauth-protected-resource{path}  RFC 9728 metadata
@@ -225,7 +227,7 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/mcp" || strings.HasPrefix(r.URL.Path, "/mcp/"):
 		serveJSONRPC(w, r)
 	default:
-		serveEcho(w, r, auth, scopes)
+		serveEcho(w, r, auth, scopes, u.opts.AuthServer.SubjectOf(token))
 	}
 }
 
@@ -268,14 +270,17 @@ type echoReply struct {
 	SHA256        string   `json:"sha256"`
 	Length        int      `json:"length"`
 	Scopes        []string `json:"scopes"`
+	// Subject is the user the token was issued for ("" for
+	// client_credentials tokens).
+	Subject string `json:"subject"`
 }
 
-func serveEcho(w http.ResponseWriter, r *http.Request, auth string, scopes []string) {
+func serveEcho(w http.ResponseWriter, r *http.Request, auth string, scopes []string, subject string) {
 	h := sha256.New()
 	n, _ := io.Copy(h, r.Body)
 	writeJSON(w, http.StatusOK, echoReply{
 		OK: true, Method: r.Method, Path: r.URL.Path, Authorization: auth,
-		SHA256: hex.EncodeToString(h.Sum(nil)), Length: int(n), Scopes: scopes,
+		SHA256: hex.EncodeToString(h.Sum(nil)), Length: int(n), Scopes: scopes, Subject: subject,
 	})
 }
 
