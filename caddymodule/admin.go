@@ -28,6 +28,7 @@ func init() {
 //	                                                   409 and no change without a revocation endpoint
 //	POST /oauth_gateway/credentials/<id>/revoke?forget=true   forget locally, revoke nothing
 //	PUT  /oauth_gateway/credentials/<id>/refresh_token {"refresh_token":"..."}: re-seed (keeps the pin)
+//	POST /oauth_gateway/credentials/<id>/authorize     start an operator's authorization of a shared credential
 //	POST /oauth_gateway/credentials/<id>/unpin         {"issuer":"https://..."}: bind to another issuer
 //	GET  /oauth_gateway/events                         server-sent events of changes
 //
@@ -130,6 +131,18 @@ func (adminAPI) handleCredential(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 		return writeJSON(w, http.StatusOK, creds[0].Status())
+
+	case action == "authorize" && r.Method == http.MethodPost:
+		flow, ok := operatorFlow(id)
+		if !ok {
+			return caddy.APIError{HTTPStatus: http.StatusConflict, Err: fmt.Errorf(
+				"credential %s is not a shared authorization_code credential (per-user credentials are connected by their users)", id)}
+		}
+		authURL, err := flow.begin(ctx, "", true, "")
+		if err != nil {
+			return caddy.APIError{HTTPStatus: http.StatusBadGateway, Err: fmt.Errorf("starting the authorization: %s", publicFlowError(err))}
+		}
+		return writeJSON(w, http.StatusOK, map[string]string{"id": id, "authorization_url": authURL})
 
 	case action == "unpin" && r.Method == http.MethodPost:
 		var body struct {

@@ -78,6 +78,19 @@ func newAuthFlow(h *Handler, req *requester, m *tokenstore.Manager, spec tokenst
 	return f, nil
 }
 
+// sharedFlows maps the id of a shared authorization-code credential to its
+// flow, so the admin API can start an operator's authorization.
+var sharedFlows sync.Map
+
+// operatorFlow returns the flow of the shared credential id.
+func operatorFlow(id string) (*authFlow, bool) {
+	v, ok := sharedFlows.Load(id)
+	if !ok {
+		return nil, false
+	}
+	return v.(*authFlow), true
+}
+
 // perUser reports whether each user has a credential of their own.
 func (f *authFlow) perUser() bool { return f.principal != "" }
 
@@ -101,6 +114,9 @@ func (f *authFlow) credential(principal string) *tokenstore.Credential {
 
 // release gives back every per-user credential (config unload).
 func (f *authFlow) release() {
+	if f.h.cred != nil {
+		sharedFlows.CompareAndDelete(f.h.cred.ID(), f)
+	}
 	f.creds.Range(func(_, v any) bool {
 		f.manager.Release(v.(*tokenstore.Credential))
 		return true

@@ -135,6 +135,9 @@ func (h *Handler) provision(ctx caddy.Context) error {
 		}
 	}
 	h.cred = h.manager.Credential(spec, req)
+	if h.flow != nil {
+		sharedFlows.Store(h.cred.ID(), h.flow)
+	}
 	h.logger.Debug("credential bound", zap.String("credential", h.cred.ID()),
 		zap.String("resource", x.Resource), zap.String("grant", h.Grant))
 	return nil

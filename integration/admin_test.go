@@ -17,6 +17,7 @@ import (
 type credStatus struct {
 	ID         string   `json:"id"`
 	Resource   string   `json:"resource"`
+	Principal  string   `json:"principal"`
 	Issuer     string   `json:"issuer"`
 	Grant      string   `json:"grant"`
 	Scopes     []string `json:"scopes"`

@@ -23,6 +23,7 @@ type echoReply struct {
 	SHA256        string   `json:"sha256"`
 	Length        int      `json:"length"`
 	Scopes        []string `json:"scopes"`
+	Subject       string   `json:"subject"`
 }
 
 func decodeEcho(t *testing.T, body []byte) echoReply {
