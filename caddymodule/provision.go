@@ -222,7 +222,8 @@ func (h *Handler) warnLiteralSecrets() {
 // and at discovery_allow_hosts.
 func (h *Handler) newResolver() *resolver {
 	x := &h.expanded
-	r := &resolver{resource: x.Resource, issuer: x.Issuer, revocation: x.RevocationEndpoint, logger: h.logger}
+	r := &resolver{resource: x.Resource, issuer: x.Issuer, revocation: x.RevocationEndpoint, logger: h.logger,
+		legacyMCP: h.Grant == tokenstore.GrantAuthorizationCode}
 	allowHosts := make([]string, 0, len(x.DiscoveryAllowHosts)+2)
 	for _, host := range x.DiscoveryAllowHosts {
 		allowHosts = append(allowHosts, strings.ToLower(host))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -76,6 +77,9 @@ type resolver struct {
 	challengeURLs  []string
 	challengeScope string
 	stale          bool
+	// legacyMCP enables the MCP 2025-03-26 fallback for servers without
+	// protected resource metadata (authorization-code credentials).
+	legacyMCP bool
 	// lastRediscovery limits how often an upstream's challenges can make
 	// the gateway fetch new metadata (and request a token).
 	lastRediscovery time.Time
@@ -86,6 +90,32 @@ type resolver struct {
 // new resource_metadata URL on every 401 must not drive fetches (and token
 // requests) one to one.
 const rediscoveryInterval = 30 * time.Second
+
+// legacyEndpoints is the MCP 2025-03-26 fallback: without protected
+// resource metadata, the MCP server's origin is the authorization server.
+// Its RFC 8414 metadata is used when it has some, else the default
+// /authorize, /token and /register endpoints there.
+func (r *resolver) legacyEndpoints(ctx context.Context) (*endpoints, error) {
+	u, err := url.Parse(r.resource)
+	if err != nil {
+		return nil, err
+	}
+	origin := u.Scheme + "://" + u.Host
+	as, err := r.client.AuthServer(ctx, origin)
+	switch {
+	case err == nil:
+		r.logger.Debug("no protected resource metadata; using the MCP server origin's authorization server metadata (MCP 2025-03-26)", zap.String("issuer", origin))
+		ep := &endpoints{Issuer: origin, TokenEndpoint: as.TokenEndpoint, RevocationEndpoint: as.RevocationEndpoint,
+			AuthMethods: as.AuthMethods(), ScopesSupported: as.ScopesSupported, discovered: true}
+		return ep.withFlow(as), nil
+	case !errors.Is(err, discovery.ErrNotFound):
+		return nil, discoveryFailure(err)
+	}
+	r.logger.Debug("no metadata at all; using the MCP 2025-03-26 default endpoints", zap.String("origin", origin))
+	// 2025-03-26 requires PKCE of its servers, so S256 is assumed.
+	return &endpoints{Issuer: origin, TokenEndpoint: origin + "/token", AuthorizationEndpoint: origin + "/authorize",
+		RegistrationEndpoint: origin + "/register", PKCE: true, discovered: true}, nil
+}
 
 // pinnedEndpoints reads the metadata of the issuer a credential is pinned
 // to, bypassing the resource's (changed) protected resource metadata.
@@ -159,6 +189,9 @@ func (r *resolver) discover(ctx context.Context) (*endpoints, error) {
 		urls := slices.Clone(r.challengeURLs)
 		r.mu.Unlock()
 		prm, from, err := r.client.ProtectedResource(ctx, r.resource, urls)
+		if err != nil && r.legacyMCP && errors.Is(err, discovery.ErrNotFound) {
+			return r.legacyEndpoints(ctx)
+		}
 		if err != nil {
 			return nil, discoveryFailure(err)
 		}
