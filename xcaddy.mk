@@ -102,15 +102,21 @@ demo: run
 # then a short fuzz of each parser.
 test: test-deps build-race unit fuzz
 
-# test-deps: the tests start their own redis-server processes.
+# test-deps: the tests start their own redis-server processes, and the
+# browser test drives a headless chromium.
+TEST_DEPS := redis-server chromium
+
 test-deps:
-	@command -v redis-server >/dev/null 2>&1 || { \
+	@missing=; for p in $(TEST_DEPS); do \
+		command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	[ -z "$$missing" ] || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing redis-server"; \
+			echo "installing$$missing"; \
 			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "the tests need redis-server on the PATH (e.g. sudo apt-get install redis-server)"; exit 1; \
+			echo "the tests need$$missing on the PATH (e.g. sudo apt-get install$$missing)"; exit 1; \
 		fi; }
 
 unit:
