@@ -117,7 +117,26 @@ func (r *requester) exchange(ctx context.Context, p *tokenstore.PendingAuthoriza
 	}
 	resp, err := r.client.Token(ctx, creds, req)
 	if err != nil {
+		r.reregisterIfRejected(ctx, ep, creds, err)
 		return nil, r.explain(err)
 	}
 	return tokenResult(resp, ep), nil
+}
+
+// reregisterIfRejected replaces a dynamically registered client the
+// server no longer accepts (invalid_client): the next flow uses a new
+// registration (fleet-wide, under the lock). Credentials issued to the old
+// client go back to their users' consent.
+func (r *requester) reregisterIfRejected(ctx context.Context, ep *endpoints, creds oauthclient.Credentials, err error) {
+	cr := r.registration
+	var oe *oauthclient.Error
+	if cr == nil || cr.configured || creds.ClientID == cr.cimdURL || !errors.As(err, &oe) || oe.Err == nil || oe.Err.Code != "invalid_client" {
+		return
+	}
+	cr.logger.Warn("the authorization server rejected the gateway's registered client; registering again", zap.String("issuer", ep.Issuer))
+	if _, rerr := cr.manager.Registered(ctx, ep.Issuer, cr.redirectURI, creds.ClientID, func(ctx context.Context) (*tokenstore.Registration, error) {
+		return r.register(ctx, ep)
+	}); rerr != nil {
+		cr.logger.Error("registering again failed", zap.String("issuer", ep.Issuer), zap.Error(rerr))
+	}
 }

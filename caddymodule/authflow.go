@@ -31,7 +31,10 @@ type authFlow struct {
 	manager   *tokenstore.Manager
 	spec      tokenstore.Spec // Principal empty
 	principal string          // the placeholder; "" for a shared credential
-	logger    *zap.Logger
+	// principalKey is the placeholder's key ({http.auth.user.id} →
+	// http.auth.user.id), read with one replacer lookup per request.
+	principalKey string
+	logger       *zap.Logger
 
 	redirectURI, origin                              string
 	callbackPath, startPath, disconnectPath, cimdURL string
@@ -53,6 +56,7 @@ func newAuthFlow(h *Handler, req *requester, m *tokenstore.Manager, spec tokenst
 	dir := path.Dir(u.Path)
 	f := &authFlow{
 		h: h, req: req, manager: m, spec: spec, principal: h.Principal, logger: h.logger,
+		principalKey:   strings.TrimSuffix(strings.TrimPrefix(h.Principal, "{"), "}"),
 		redirectURI:    x.RedirectURI,
 		origin:         u.Scheme + "://" + u.Host,
 		callbackPath:   u.Path,
@@ -132,7 +136,8 @@ func (f *authFlow) principalOf(r *http.Request) string {
 	if repl == nil {
 		return ""
 	}
-	return strings.TrimSpace(repl.ReplaceAll(f.principal, ""))
+	v, _ := repl.GetString(f.principalKey)
+	return strings.TrimSpace(v)
 }
 
 // route answers the flow's own paths; handled is false for any other
@@ -153,13 +158,20 @@ func (f *authFlow) route(w http.ResponseWriter, r *http.Request) (handled bool, 
 	return false, nil
 }
 
-// startURL is where a user begins the flow, on the gateway.
-func (f *authFlow) startURL(returnTo string) string {
-	u := f.origin + f.startPath
+// startURL is where a user begins the flow, on the gateway; scopes asks
+// for more than the configured ones (an upstream's insufficient_scope).
+func (f *authFlow) startURL(returnTo string, scopes ...string) string {
+	q := url.Values{}
 	if returnTo != "" {
-		u += "?return_to=" + url.QueryEscape(returnTo)
+		q.Set("return_to", returnTo)
 	}
-	return u
+	if len(scopes) > 0 {
+		q.Set("scope", strings.Join(scopes, " "))
+	}
+	if len(q) == 0 {
+		return f.origin + f.startPath
+	}
+	return f.origin + f.startPath + "?" + q.Encode()
 }
 
 // start (GET) begins a flow for the requesting user and redirects the
@@ -177,7 +189,12 @@ func (f *authFlow) start(w http.ResponseWriter, r *http.Request) error {
 	if principal == "" {
 		return page(w, http.StatusUnauthorized, "Sign in first", "The gateway could not tell who you are, so it cannot connect an account for you.")
 	}
-	authURL, err := f.begin(r.Context(), principal, false, safeReturnTo(r.URL.Query().Get("return_to")))
+	extra := strings.Fields(r.URL.Query().Get("scope"))
+	if outside := f.h.scopesOutsideBound(extra); len(outside) > 0 || len(extra) > tokenstore.MaxScopes {
+		return page(w, http.StatusBadRequest, "Scope not allowed",
+			"The application asked for a scope this gateway may not request; an operator can allow it with max_scope.")
+	}
+	authURL, err := f.begin(r.Context(), principal, false, safeReturnTo(r.URL.Query().Get("return_to")), extra...)
 	if err != nil {
 		f.logger.Error("could not start the authorization", zap.String("resource", f.spec.Resource), zap.Error(err))
 		return page(w, http.StatusBadGateway, "Cannot start the authorization", publicFlowError(err))
@@ -187,7 +204,7 @@ func (f *authFlow) start(w http.ResponseWriter, r *http.Request) error {
 }
 
 // begin creates the pending state and returns the authorization URL.
-func (f *authFlow) begin(ctx context.Context, principal string, operator bool, returnTo string) (string, error) {
+func (f *authFlow) begin(ctx context.Context, principal string, operator bool, returnTo string, extraScopes ...string) (string, error) {
 	cred := f.credential(principal)
 	pinned := ""
 	if st := cred.Status(); st.Issuer != "" {
@@ -216,7 +233,7 @@ func (f *authFlow) begin(ctx context.Context, principal string, operator bool, r
 	if err != nil {
 		return "", err
 	}
-	scopes := f.scopes(ep)
+	scopes := tokenstore.UnionScopes(f.scopes(ep), extraScopes)
 	pending := &tokenstore.PendingAuthorization{
 		CredentialID: cred.ID(), Principal: principal, Operator: operator,
 		CodeVerifier: verifier, Issuer: ep.Issuer, IssRequired: ep.IssRequired,

@@ -29,11 +29,11 @@ const (
 // client gets a URL elicitation, anything else a 401 JSON naming the URL.
 // A shared credential offers no client-facing URL: only an operator may
 // bind an upstream account to everyone's credential.
-func (h *Handler) respondNeedsAuthorization(w http.ResponseWriter, r *http.Request, principal string) error {
+func (h *Handler) respondNeedsAuthorization(w http.ResponseWriter, r *http.Request, principal string, scopes ...string) error {
 	f := h.flow
 	authURL, msg := "", ""
 	if f.perUser() {
-		authURL = f.startURL("")
+		authURL = f.startURL("", scopes...)
 		msg = fmt.Sprintf("Authorization required: open %s to connect your account for %s, then retry.", authURL, f.spec.Resource)
 	} else {
 		msg = fmt.Sprintf("Authorization required: an operator must connect the gateway's shared account for %s with `caddy oauth-gateway authorize %s`.",
@@ -44,7 +44,7 @@ func (h *Handler) respondNeedsAuthorization(w http.ResponseWriter, r *http.Reque
 
 	if r.Method == http.MethodGet && strings.Contains(r.Header.Get("Accept"), "text/html") {
 		if f.perUser() {
-			http.Redirect(w, r, f.startURL(safeReturnTo(r.URL.RequestURI())), http.StatusFound)
+			http.Redirect(w, r, f.startURL(safeReturnTo(r.URL.RequestURI()), scopes...), http.StatusFound)
 			return nil
 		}
 		return page(w, http.StatusUnauthorized, "Not connected yet", msg)

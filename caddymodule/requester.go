@@ -130,6 +130,7 @@ func (r *requester) RequestToken(ctx context.Context, tr tokenstore.TokenRequest
 	}
 	resp, err := r.client.Token(ctx, creds, req)
 	if err != nil {
+		r.reregisterIfRejected(ctx, ep, creds, err)
 		return nil, r.explain(err)
 	}
 	return tokenResult(resp, ep), nil

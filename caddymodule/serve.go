@@ -149,8 +149,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				resetHeader(w.Header(), origHeader)
 				if h.flow != nil && errors.Is(serr, tokenstore.ErrScopeNotGrantable) {
 					// A user's consent can widen scope where a refresh
-					// cannot: ask for it.
-					return h.respondNeedsAuthorization(w, r, cred.Spec().Principal)
+					// cannot: ask for the union.
+					if outside := h.scopesOutsideBound(want); len(outside) == 0 {
+						return h.respondNeedsAuthorization(w, r, cred.Spec().Principal, want...)
+					}
 				}
 				return h.respondStepUpError(w, cred, tok, want, serr)
 			}

@@ -40,6 +40,7 @@ func newTestHandler(tb testing.TB, backend tokenstore.Backend) *Handler {
 	tb.Cleanup(func() { _ = m.Close() })
 	h := &Handler{Resource: "http://upstream.test/mcp", TokenEndpoint: as.TokenURL(), ClientID: "c1", MaxReplayBody: defaultMaxReplayBody, logger: zap.NewNop()}
 	h.holdFn = h.hold
+	h.expanded = expandedConfig{Resource: h.Resource, TokenEndpoint: h.TokenEndpoint, ClientID: "c1", ClientSecret: "s1"}
 	res := h.newResolver()
 	h.noteChallenge = res.noteChallenge
 	h.cred = m.Credential(tokenstore.Spec{Resource: h.Resource, ClientID: "c1", Grant: tokenstore.GrantClientCredentials, TokenEndpoint: h.TokenEndpoint},

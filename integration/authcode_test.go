@@ -294,3 +294,28 @@ func TestAuthorizationCodeClientMetadataDocument(t *testing.T) {
 		t.Fatalf("after CIMD consent: %d %s", resp.StatusCode, body)
 	}
 }
+
+// Behaviour 5: a 403 insufficient_scope a refresh cannot satisfy asks the
+// user to consent to the union of scopes.
+func TestAuthorizationCodeStepUpThroughConsent(t *testing.T) {
+	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{RequiredScopes: map[string][]string{"/admin": {"admin"}}})
+	c := startCaddy(t, e.perUserSite(t, append(e.confidentialClient(), "scope read", "max_scope read admin")...), caddyOptions{Env: e.secretEnv()})
+	connect(t, c.URL("/mcp/.oauth/start"), "alice")
+	resp, body := step(t, http.MethodGet, c.URL("/admin/echo"), "alice", nil)
+	authURL := authorizationRequired(t, resp.StatusCode, []byte(body))
+	if !strings.Contains(authURL, "scope=admin") {
+		t.Fatalf("authorization_url %q does not ask for admin", authURL)
+	}
+	connect(t, authURL, "alice")
+	if a := e.as.Authorizations(); len(a) != 2 || a[1].Scope != "read admin" {
+		t.Fatalf("second consent asked for %+v", a)
+	}
+	resp, body = step(t, http.MethodGet, c.URL("/admin/echo"), "alice", nil)
+	if resp.StatusCode != http.StatusOK || strings.Join(decodeEcho(t, []byte(body)).Scopes, " ") != "read admin" {
+		t.Fatalf("after consenting to admin: %d %s", resp.StatusCode, body)
+	}
+	// Outside max_scope: no consent is offered for it.
+	if resp, _ := step(t, http.MethodGet, c.URL("/mcp/.oauth/start?scope=root"), "alice", nil); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("start with a scope outside max_scope: %d", resp.StatusCode)
+	}
+}
