@@ -42,10 +42,12 @@ func main() {
 	storm := flag.Int("storm", 500, "concurrent requests in the refresh storm")
 	caddyCPU := flag.String("caddy-cpu", "", "pin Caddy to these CPUs with taskset (e.g. 1); run loadbench itself on the others")
 	stores := flag.String("stores", "memory,file,redis", "credential stores to measure (memory, file, redis: a redis-server started here, redis=<url>: an existing one)")
+	nUsers := flag.Int("users", 10000, "users of the per-user target (authorization_code, one credential per user, Zipf traffic) in the first store's process; 0: none")
 	flag.Parse()
+	users := userNames(*nUsers)
 
 	upstream := startTrivialUpstream()
-	as, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{AccessTTL: time.Hour})
+	as, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{AccessTTL: time.Hour, Users: users})
 	check(err)
 	defer as.Close()
 	as.AddClient("bench", "bench-secret")
@@ -61,8 +63,11 @@ func main() {
 			defer stop()
 			store = "redis=redis://" + addr
 		}
-		plainPort, gwPort, stormPort, adminPort := freePort(), freePort(), freePort(), freePort()
+		plainPort, gwPort, stormPort, adminPort, userPort := freePort(), freePort(), freePort(), freePort(), freePort()
 		cfg := caddyfile(store, adminPort, plainPort, gwPort, stormPort, upstream, as, validating)
+		if i == 0 && len(users) > 0 {
+			cfg += perUserSite(userPort, upstream, as)
+		}
 		proc := startCaddy(*caddyBin, *caddyCPU, cfg, adminPort, gwPort)
 		procs = append(procs, proc)
 		// Each Caddy serves a plain site too: a gateway is compared with
@@ -73,7 +78,13 @@ func main() {
 		targets = append(targets,
 			target{name: "reverse_proxy, " + storeName + " process", url: fmt.Sprintf("http://127.0.0.1:%d/", plainPort), pid: proc.Process.Pid, base: base},
 			target{name: "oauth_gateway, " + storeName + " store", url: fmt.Sprintf("http://127.0.0.1:%d/", gwPort), storm: fmt.Sprintf("http://127.0.0.1:%d/echo", stormPort), pid: proc.Process.Pid, base: base})
-		_ = i
+		if i == 0 && len(users) > 0 {
+			gw := fmt.Sprintf("http://127.0.0.1:%d", userPort)
+			start := time.Now()
+			check(authorizeUsers(gw, users, 8))
+			fmt.Printf("authorized %d users through the flow in %s\n", len(users), time.Since(start).Round(time.Millisecond))
+			targets = append(targets, target{name: fmt.Sprintf("per-user, %d users, Zipf", len(users)), url: gw + "/", pid: proc.Process.Pid, base: base, users: users})
+		}
 	}
 	defer func() {
 		for _, p := range procs {
@@ -85,6 +96,10 @@ func main() {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *conc * 2, MaxConnsPerHost: *conc * 2}}
 	// Warm up every target (the gateway obtains its token here).
 	for _, t := range targets {
+		if t.users != nil {
+			runUsers(client, t.url, t.users, *conc, 300*time.Millisecond)
+			continue
+		}
 		run(client, t.url, *conc, 300*time.Millisecond)
 	}
 
@@ -92,7 +107,12 @@ func main() {
 	for r := 0; r < *rounds; r++ {
 		for i, t := range targets {
 			cpu0 := cpuTime(t.pid)
-			res := run(client, t.url, *conc, *round)
+			var res result
+			if t.users != nil {
+				res = runUsers(client, t.url, t.users, *conc, *round)
+			} else {
+				res = run(client, t.url, *conc, *round)
+			}
 			res.cpu = cpuTime(t.pid) - cpu0
 			results[i] = append(results[i], res)
 		}
@@ -125,6 +145,7 @@ type target struct {
 	name, url, storm string
 	pid              int // the Caddy serving it, for CPU time per request
 	base             int // index of the plain target it is compared with
+	users            []string
 }
 
 type result struct {
