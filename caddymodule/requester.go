@@ -38,7 +38,7 @@ type requester struct {
 	// credential (nil for other grants).
 	registration *clientRegistration
 	logger       *zap.Logger
-	credentialID   func() string
+	credentialID func() string
 }
 
 // endpointsFor resolves where tokens come from and checks that this
