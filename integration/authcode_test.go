@@ -30,6 +30,21 @@ func (e *env) perUserSite(t *testing.T, extra ...string) string {
 	reverse_proxy %s`, e.up.Resource(), indent(extra), strings.TrimPrefix(e.up.URL(), "http://"))
 }
 
+// sharedAuthCodeSite is a site body with one shared authorization-code
+// credential, which only an operator can connect.
+func (e *env) sharedAuthCodeSite() string {
+	return fmt.Sprintf(`	oauth_gateway {
+		resource       %s
+		grant          authorization_code
+		redirect_uri   http://127.0.0.1:{PORT}/mcp/.oauth/callback
+		client_id      %s
+		client_secret  {env.TEST_CLIENT_SECRET}
+		discovery_allow_hosts 127.0.0.1
+		insecure_allow_http
+	}
+	reverse_proxy %s`, e.up.Resource(), e.clientID, strings.TrimPrefix(e.up.URL(), "http://"))
+}
+
 func (e *env) confidentialClient() []string {
 	return []string{"client_id " + e.clientID, "client_secret {env.TEST_CLIENT_SECRET}"}
 }
@@ -240,17 +255,7 @@ func TestAuthorizationCodeBackToConsent(t *testing.T) {
 // the operator the URL.
 func TestAuthorizationCodeSharedCredential(t *testing.T) {
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
-	site := fmt.Sprintf(`	oauth_gateway {
-		resource       %s
-		grant          authorization_code
-		redirect_uri   http://127.0.0.1:{PORT}/mcp/.oauth/callback
-		client_id      %s
-		client_secret  {env.TEST_CLIENT_SECRET}
-		discovery_allow_hosts 127.0.0.1
-		insecure_allow_http
-	}
-	reverse_proxy %s`, e.up.Resource(), e.clientID, strings.TrimPrefix(e.up.URL(), "http://"))
-	c := startCaddy(t, site, caddyOptions{Env: e.secretEnv()})
+	c := startCaddy(t, e.sharedAuthCodeSite(), caddyOptions{Env: e.secretEnv()})
 	status, body, _ := get(t, c.URL("/echo"))
 	if got := authorizationRequired(t, status, body); got != "" || !strings.Contains(string(body), "caddy oauth-gateway authorize") {
 		t.Fatalf("shared credential: url %q body %s", got, body)

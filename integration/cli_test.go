@@ -17,17 +17,7 @@ import (
 // authorize`, then sees it healthy in `caddy oauth-gateway status`.
 func TestCLIAuthorize(t *testing.T) {
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
-	site := fmt.Sprintf(`	oauth_gateway {
-		resource       %s
-		grant          authorization_code
-		redirect_uri   http://127.0.0.1:{PORT}/mcp/.oauth/callback
-		client_id      %s
-		client_secret  {env.TEST_CLIENT_SECRET}
-		discovery_allow_hosts 127.0.0.1
-		insecure_allow_http
-	}
-	reverse_proxy %s`, e.up.Resource(), e.clientID, strings.TrimPrefix(e.up.URL(), "http://"))
-	c := startCaddy(t, site, caddyOptions{Env: e.secretEnv()})
+	c := startCaddy(t, e.sharedAuthCodeSite(), caddyOptions{Env: e.secretEnv()})
 	if status, body, _ := get(t, c.URL("/echo")); status == http.StatusOK {
 		t.Fatalf("connected before the operator authorized it: %s", body)
 	}

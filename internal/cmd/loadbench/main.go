@@ -12,7 +12,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -158,33 +157,7 @@ type result struct {
 
 // run drives url with conc keep-alive workers for d.
 func run(client *http.Client, url string, conc int, d time.Duration) result {
-	var n, errs atomic.Int64
-	lat := make([][]time.Duration, conc)
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := 0; w < conc; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				t0 := time.Now()
-				if !get(client, url) {
-					errs.Add(1)
-					continue
-				}
-				lat[w] = append(lat[w], time.Since(t0))
-				n.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	var all []time.Duration
-	for _, l := range lat {
-		all = append(all, l...)
-	}
-	return result{requests: n.Load(), errors: errs.Load(), elapsed: time.Since(start), latencies: all}
+	return runUsers(client, url, nil, conc, d)
 }
 
 func get(client *http.Client, url string) bool {

@@ -152,8 +152,8 @@ func zipfUsers(users []string, count int, seed uint64) []string {
 	return seq
 }
 
-// runUsers is run with each request's X-User taken from a per-worker
-// Zipf sequence.
+// runUsers drives u with conc keep-alive workers for d; with users, each
+// request's X-User comes from a per-worker Zipf sequence over them.
 func runUsers(client *http.Client, u string, users []string, conc int, d time.Duration) result {
 	var n, errs atomic.Int64
 	lat := make([][]time.Duration, conc)
@@ -163,12 +163,17 @@ func runUsers(client *http.Client, u string, users []string, conc int, d time.Du
 	start := time.Now()
 	for w := 0; w < conc; w++ {
 		wg.Add(1)
-		seq := zipfUsers(users, 4096, uint64(w)+1)
+		var seq []string
+		if len(users) > 0 {
+			seq = zipfUsers(users, 4096, uint64(w)+1)
+		}
 		go func() {
 			defer wg.Done()
 			for i := 0; ctx.Err() == nil; i++ {
 				req, _ := http.NewRequest(http.MethodGet, u, nil)
-				req.Header.Set("X-User", seq[i%len(seq)])
+				if seq != nil {
+					req.Header.Set("X-User", seq[i%len(seq)])
+				}
 				t0 := time.Now()
 				resp, err := client.Do(req)
 				if err != nil {
