@@ -82,6 +82,10 @@ func (f *authFlow) disconnect(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return page(w, http.StatusMethodNotAllowed, "Method not allowed", "Disconnect with a POST request.")
 	}
+	if origin := r.Header.Get("Origin"); origin != "" && origin != f.origin {
+		// A cross-site form must not disconnect a signed-in user (CSRF).
+		return page(w, http.StatusForbidden, "Refused", "Disconnect from the gateway's own pages.")
+	}
 	principal := f.principalOf(r)
 	if !f.perUser() || principal == "" {
 		return page(w, http.StatusForbidden, "Nothing to disconnect", "Only per-user credentials can be disconnected by their user.")

@@ -240,6 +240,9 @@ func TestAuthorizationCodeBackToConsent(t *testing.T) {
 	if resp, body := step(t, http.MethodGet, c.URL("/echo"), "alice", nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("after consenting again: %d %s", resp.StatusCode, body)
 	}
+	if resp, _ := step(t, http.MethodPost, c.URL("/mcp/.oauth/disconnect"), "alice", url.Values{}, "Origin", "https://attacker.example"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-site disconnect: %d", resp.StatusCode)
+	}
 	if resp, body := step(t, http.MethodPost, c.URL("/mcp/.oauth/disconnect"), "alice", url.Values{}); resp.StatusCode != http.StatusOK {
 		t.Fatalf("disconnect: %d %s", resp.StatusCode, body)
 	}
