@@ -37,8 +37,14 @@ type AuthServerOptions struct {
 
 	// AuthMethods are the client authentication methods accepted and
 	// advertised in token_endpoint_auth_methods_supported (default
-	// client_secret_basic and client_secret_post).
+	// client_secret_basic and client_secret_post). private_key_jwt and
+	// client_secret_jwt (RFC 7523 §2.2, see AddKeyClient and
+	// AddSecretJWTClient) may be listed; a client using a method not
+	// listed gets invalid_client. Public clients (none) are always accepted.
 	AuthMethods []string
+	// JWKSCacheTTL is how long a key client's JWKS fetched from its URL
+	// is reused (default 5s); negative refetches it for every assertion.
+	JWKSCacheTTL time.Duration
 	// ScopesSupported is advertised in the metadata (default read write admin).
 	ScopesSupported []string
 	// RejectResource answers a token request carrying both an RFC 8707
@@ -120,6 +126,9 @@ type AuthServer struct {
 	authz         []AuthorizationLog
 	registrations int
 	cimdFetches   int
+
+	assertions []AssertionRecord
+	jtis       map[string]bool // client_id NUL jti of accepted assertions
 }
 
 // TokenRequestLog is what the server saw of one token request. It holds
@@ -128,7 +137,7 @@ type TokenRequestLog struct {
 	Time       time.Time
 	Grant      string // grant_type
 	ClientID   string
-	AuthMethod string // client_secret_basic, client_secret_post, none (public client) or "" (failed)
+	AuthMethod string // client_secret_basic, client_secret_post, private_key_jwt, client_secret_jwt, none (public client) or "" (failed)
 	Scope      string // the scope parameter as sent
 	Resource   string // the RFC 8707 resource parameter as sent
 	Accept     string // the Accept header

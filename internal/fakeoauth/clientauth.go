@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"slices"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 const (
@@ -26,6 +28,14 @@ type client struct {
 	secretExpires time.Time
 	name          string // client_name, shown on the consent page
 	cimd          bool   // learnt from a Client ID Metadata Document
+
+	// assertion is private_key_jwt or client_secret_jwt for a client
+	// that authenticates with an RFC 7523 assertion only ("" otherwise).
+	assertion   string
+	keys        *jose.JSONWebKeySet // private_key_jwt keys (given or fetched)
+	jwksURL     string              // where keys are fetched from ("" when given)
+	jwksFetched time.Time
+	jwksFetches int
 }
 
 // authResult is the outcome of client authentication.
@@ -38,14 +48,21 @@ type authResult struct {
 // authenticate checks none (a public client's bare client_id),
 // client_secret_basic, whose id and secret are
 // form-urlencoded before base64 (RFC 6749 §2.3.1, the step many clients
-// miss), or client_secret_post. Using both at once is an invalid_request
-// (§2.3). The caller holds a.mu and has parsed the form.
+// miss), client_secret_post, or an RFC 7523 client assertion
+// (private_key_jwt, client_secret_jwt). Using more than one at once is an
+// invalid_request (§2.3). The caller holds a.mu and has parsed the form;
+// for a private_key_jwt client with a JWKS URL, it has called refreshJWKS.
 func (a *AuthServer) authenticate(r *http.Request) authResult {
 	var res authResult
 	var secret string
 	u, p, hasBasic := r.BasicAuth()
 	hasPost := r.PostForm.Has("client_secret")
+	hasAuthz := r.Header.Get("Authorization") != ""
 	switch {
+	case hasAssertion(r) && (hasAuthz || hasPost):
+		return authResult{code: "invalid_request", desc: "more than one client authentication method", status: http.StatusBadRequest}
+	case hasAssertion(r):
+		return a.authenticateAssertion(r)
 	case hasBasic && hasPost:
 		return authResult{code: "invalid_request", desc: "more than one client authentication method", status: http.StatusBadRequest}
 	case hasBasic:
@@ -70,7 +87,7 @@ func (a *AuthServer) authenticate(r *http.Request) authResult {
 	switch {
 	case !slices.Contains(a.opts.AuthMethods, res.method):
 		res.code, res.desc = "invalid_client", res.method+" is not supported"
-	case !known || c.public || c.secret != secret:
+	case !known || c.public || c.assertion != "" || c.secret != secret:
 		res.code, res.desc = "invalid_client", "client authentication failed"
 	case !c.secretExpires.IsZero() && time.Now().After(c.secretExpires):
 		res.code, res.desc = "invalid_client", "client secret expired"

@@ -37,6 +37,10 @@ func (a *AuthServer) serveMetadata(w http.ResponseWriter, r *http.Request, disab
 		// RFC 9207: authorization responses carry iss.
 		"authorization_response_iss_parameter_supported": true,
 	}
+	if slices.Contains(a.opts.AuthMethods, methodPrivateKeyJWT) || slices.Contains(a.opts.AuthMethods, methodSecretJWT) {
+		doc["token_endpoint_auth_signing_alg_values_supported"] = signingAlgs
+		doc["revocation_endpoint_auth_signing_alg_values_supported"] = signingAlgs
+	}
 	if a.opts.NoS256 {
 		delete(doc, "code_challenge_methods_supported")
 	}

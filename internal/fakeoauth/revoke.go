@@ -10,6 +10,7 @@ func (a *AuthServer) serveRevoke(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request"})
 		return
 	}
+	a.refreshJWKS(r.Context(), r)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if auth := a.authenticate(r); auth.code != "" {

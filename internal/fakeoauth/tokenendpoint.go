@@ -59,6 +59,10 @@ func (a *AuthServer) serveToken(w http.ResponseWriter, r *http.Request) {
 		a.cimdIfMissing(r.Context(), r.PostForm.Get("client_id"))
 	}
 
+	// A private_key_jwt client's JWKS, when stale, is fetched now, outside
+	// the lock.
+	a.refreshJWKS(r.Context(), r)
+
 	// Everything from here to the answer is one critical section, so
 	// concurrent refreshes with one rotating token race as they would at
 	// a real server: exactly one wins.
