@@ -12,6 +12,12 @@
 // Client ID Metadata Documents (option CIMD). Tokens from the code flow
 // carry the user as subject (SubjectOf, and the Upstream's echo).
 //
+// Clients may also authenticate with RFC 7523 client assertions:
+// private_key_jwt (AddKeyClient with a JWKS URL, AddKeyClientKeys) and
+// client_secret_jwt (AddSecretJWTClient), once listed in AuthMethods. The
+// server verifies them itself with go-jose (aud must be the issuer, jti
+// is single-use) and logs each one (AssertionLog).
+//
 // The integration tests put a real Caddy between a client and these
 // servers; the demo command (cmd/oauthgw-demo) runs them for newcomers.
 // Everything is safe for concurrent use and counts what it sees so tests
