@@ -32,7 +32,7 @@ const (
 	AuthClientSecretJWT = "client_secret_jwt"
 )
 
-// ClientAssertionType is the client_assertion_type of a JWT client
+// clientAssertionType is the client_assertion_type of a JWT client
 // assertion (RFC 7523 §2.2).
 const clientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
