@@ -58,8 +58,14 @@ type Client struct {
 type Credentials struct {
 	ClientID     string
 	ClientSecret string
-	// AuthMethod is AuthBasic (default), AuthPost or AuthNone.
+	// AuthMethod is AuthBasic (default), AuthPost, AuthNone,
+	// AuthPrivateKeyJWT or AuthClientSecretJWT.
 	AuthMethod string
+	// Key signs the client assertion of AuthPrivateKeyJWT.
+	Key *SigningKey
+	// Audience is the aud of client assertions (AuthPrivateKeyJWT,
+	// AuthClientSecretJWT): the authorization server's issuer identifier.
+	Audience string
 }
 
 // Request is one token request.
@@ -113,7 +119,7 @@ func (c *Client) Token(ctx context.Context, creds Credentials, req Request) (*no
 		form.Set("resource", req.Resource)
 	}
 
-	httpReq, err := c.newRequest(ctx, req.TokenEndpoint, creds, form)
+	httpReq, assertion, err := c.newRequest(ctx, req.TokenEndpoint, creds, form)
 	if err != nil {
 		return nil, err
 	}
@@ -124,15 +130,18 @@ func (c *Client) Token(ctx context.Context, creds Credentials, req Request) (*no
 	tok, oerr := normalize.TokenEndpoint(status, header, body, c.Aliases)
 	if oerr != nil {
 		// Server text reaches logs and clients: strip anything it echoed.
-		scrubError(oerr, creds, req.RefreshToken, req.Code, req.CodeVerifier)
+		scrubError(oerr, creds, req.RefreshToken, req.Code, req.CodeVerifier, assertion)
 		return nil, &Error{Endpoint: redact.URL(req.TokenEndpoint), Err: oerr}
 	}
 	return tok, nil
 }
 
 // newRequest builds a POST with client authentication (RFC 6749 §2.3.1):
-// Basic with the form-urlencoded id and secret, or both in the body.
-func (c *Client) newRequest(ctx context.Context, endpoint string, creds Credentials, form url.Values) (*http.Request, error) {
+// Basic with the form-urlencoded id and secret, or both in the body, or a
+// JWT client assertion (RFC 7523 §2.2), which it also returns so that the
+// caller can scrub it from server text.
+func (c *Client) newRequest(ctx context.Context, endpoint string, creds Credentials, form url.Values) (*http.Request, string, error) {
+	var assertion string
 	switch creds.AuthMethod {
 	case AuthPost:
 		form.Set("client_id", creds.ClientID)
@@ -141,13 +150,22 @@ func (c *Client) newRequest(ctx context.Context, endpoint string, creds Credenti
 		}
 	case AuthNone:
 		form.Set("client_id", creds.ClientID)
+	case AuthPrivateKeyJWT, AuthClientSecretJWT:
+		a, err := clientAssertion(creds, time.Now())
+		if err != nil {
+			return nil, "", err
+		}
+		assertion = a
+		form.Set("client_id", creds.ClientID)
+		form.Set("client_assertion_type", clientAssertionType)
+		form.Set("client_assertion", assertion)
 	case "", AuthBasic:
 	default:
-		return nil, fmt.Errorf("oauthclient: unsupported client authentication %q", creds.AuthMethod)
+		return nil, "", fmt.Errorf("oauthclient: unsupported client authentication %q", creds.AuthMethod)
 	}
 	r, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, fmt.Errorf("oauthclient: building request: %w", err)
+		return nil, "", fmt.Errorf("oauthclient: building request: %w", err)
 	}
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	// GitHub answers form-encoded bodies without this (PROTOCOL.md §4).
@@ -158,7 +176,28 @@ func (c *Client) newRequest(ctx context.Context, endpoint string, creds Credenti
 	if creds.AuthMethod == "" || creds.AuthMethod == AuthBasic {
 		r.Header.Set("Authorization", "Basic "+basicCredentials(creds.ClientID, creds.ClientSecret))
 	}
-	return r, nil
+	return r, assertion, nil
+}
+
+// clientAssertion is the client_assertion for creds' JWT method, or an
+// error naming what is missing.
+func clientAssertion(creds Credentials, now time.Time) (string, error) {
+	m := creds.AuthMethod
+	switch {
+	case creds.ClientID == "":
+		return "", fmt.Errorf("oauthclient: %s needs a client_id", m)
+	case creds.Audience == "":
+		return "", fmt.Errorf("oauthclient: %s needs the authorization server's issuer as Audience", m)
+	case m == AuthPrivateKeyJWT && creds.Key == nil:
+		return "", fmt.Errorf("oauthclient: %s needs a signing key", m)
+	case m == AuthClientSecretJWT && creds.ClientSecret == "":
+		return "", fmt.Errorf("oauthclient: %s needs a client secret", m)
+	}
+	key, secret := creds.Key, creds.ClientSecret
+	if m == AuthClientSecretJWT {
+		key = nil // HS256 with the secret, whatever else is set
+	}
+	return NewAssertion(creds.ClientID, creds.Audience, key, secret, now)
 }
 
 // basicCredentials encodes id and secret for HTTP Basic the way RFC 6749

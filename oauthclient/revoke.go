@@ -18,7 +18,7 @@ func (c *Client) Revoke(ctx context.Context, creds Credentials, endpoint, token,
 	if hint != "" {
 		form.Set("token_type_hint", hint)
 	}
-	r, err := c.newRequest(ctx, endpoint, creds, form)
+	r, assertion, err := c.newRequest(ctx, endpoint, creds, form)
 	if err != nil {
 		return err
 	}
@@ -33,6 +33,6 @@ func (c *Client) Revoke(ctx context.Context, creds Credentials, endpoint, token,
 	if oerr == nil {
 		oerr = &normalize.Error{Code: "server_error", Status: status, Description: "unexpected revocation response", Class: normalize.Transient}
 	}
-	scrubError(oerr, creds, token)
+	scrubError(oerr, creds, token, assertion)
 	return &Error{Endpoint: redact.URL(endpoint), Err: oerr}
 }
