@@ -113,6 +113,10 @@ func (f *authFlow) serveClientMetadata(w http.ResponseWriter, r *http.Request) e
 		ResponseTypes:           []string{"code"},
 		TokenEndpointAuthMethod: oauthclient.AuthNone,
 	}
+	if f.h.jwks != nil && f.h.expanded.JWKSURI != "" {
+		// A signing key: the server verifies private_key_jwt against it.
+		doc.TokenEndpointAuthMethod, doc.JWKSURI = oauthclient.AuthPrivateKeyJWT, f.h.expanded.JWKSURI
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "max-age=300")
 	return json.NewEncoder(w).Encode(doc)

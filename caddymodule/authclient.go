@@ -21,6 +21,7 @@ import (
 type clientRegistration struct {
 	configured  bool
 	cimdURL     string
+	jwks        bool // the client metadata document names a jwks_uri
 	redirectURI string
 	manager     *tokenstore.Manager
 	logger      *zap.Logger
@@ -30,10 +31,14 @@ type clientRegistration struct {
 func (r *requester) clientFor(ctx context.Context, ep *endpoints) (oauthclient.Credentials, error) {
 	cr := r.registration
 	if cr == nil || cr.configured {
-		return r.credsFor(ep), nil
+		return r.credsFor(ep)
 	}
 	if cr.cimdURL != "" && ep.CIMD {
-		return oauthclient.Credentials{ClientID: cr.cimdURL, AuthMethod: oauthclient.AuthNone}, nil
+		creds := oauthclient.Credentials{ClientID: cr.cimdURL, AuthMethod: oauthclient.AuthNone}
+		if r.creds.Key != nil && cr.jwks {
+			creds.AuthMethod, creds.Key, creds.Audience = oauthclient.AuthPrivateKeyJWT, r.creds.Key, ep.Issuer
+		}
+		return creds, nil
 	}
 	if ep.RegistrationEndpoint == "" {
 		return oauthclient.Credentials{}, &flowError{

@@ -39,7 +39,10 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		revocation_endpoint <url>
 //		client_id       <id>
 //		client_secret   <secret>
-//		client_auth     basic|post|client_secret_basic|client_secret_post
+//		client_auth     basic|post|none|private_key_jwt|client_secret_jwt
+//		client_key      <path>
+//		client_key_id   <kid>
+//		jwks_uri        <url>
 //		grant           client_credentials|refresh_token|authorization_code
 //		redirect_uri    <url>
 //		principal       <placeholder>
@@ -87,7 +90,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 var handlerSubdirectives = []string{"resource", "token_endpoint", "issuer", "trusted_issuers", "discovery_allow_hosts",
 	"revocation_endpoint", "client_id", "client_secret", "client_auth", "grant", "refresh_token", "scope", "max_scope",
 	"resource_parameter", "max_replay_body", "timeout", "token_wait", "upstream_errors", "error_alias", "insecure_allow_http",
-	"redirect_uri", "principal", "client_metadata_url", "authorization_param", "authorization_state_ttl"}
+	"redirect_uri", "principal", "client_metadata_url", "authorization_param", "authorization_state_ttl",
+	"client_key", "client_key_id", "jwks_uri"}
 
 var repeatableSubdirectives = map[string]struct{}{
 	"scope": {}, "max_scope": {}, "trusted_issuers": {}, "discovery_allow_hosts": {}, "upstream_errors": {}, "error_alias": {},
@@ -97,7 +101,8 @@ var repeatableSubdirectives = map[string]struct{}{
 func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, name string) error {
 	switch name {
 	case "resource", "token_endpoint", "issuer", "revocation_endpoint", "client_id", "client_secret", "client_auth",
-		"grant", "refresh_token", "resource_parameter", "redirect_uri", "principal", "client_metadata_url":
+		"grant", "refresh_token", "resource_parameter", "redirect_uri", "principal", "client_metadata_url",
+		"client_key", "client_key_id", "jwks_uri":
 		val, err := singleArg(d)
 		if err != nil {
 			return err
@@ -194,11 +199,16 @@ func (h *Handler) setSingle(d *caddyfile.Dispenser, name, val string) error {
 	case "client_secret":
 		h.ClientSecret = val
 	case "client_auth":
-		canonical, ok := clientAuthMethods[val]
-		if !ok {
-			return d.Errf("client_auth: unknown method %q (want basic, post, client_secret_basic or client_secret_post)", val)
+		if _, ok := clientAuthMethods[val]; !ok {
+			return d.Errf("client_auth: unknown method %q (want basic, post, none, private_key_jwt or client_secret_jwt)", val)
 		}
-		h.ClientAuth = canonical
+		h.ClientAuth = val
+	case "client_key":
+		h.ClientKey = val
+	case "client_key_id":
+		h.ClientKeyID = val
+	case "jwks_uri":
+		h.JWKSURI = val
 	case "grant":
 		if val != "client_credentials" && val != "refresh_token" && val != "authorization_code" {
 			return d.Errf("grant: unknown grant %q (want client_credentials, refresh_token or authorization_code)", val)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	"github.com/oauthgw/caddy-oauth-gateway/oauthclient"
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {
@@ -43,7 +45,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		"oauth_gateway {\n\tbogus x\n}":                                  "unrecognized subdirective bogus",
 		"oauth_gateway {\n\tgrant password\n}":                           `grant: unknown grant "password"`,
 		"oauth_gateway {\n\tclient_auth jwt\n}":                          `client_auth: unknown method "jwt"`,
-		"oauth_gateway {\n\tclient_auth client_secret_jwt\n}":            `client_auth: unknown method "client_secret_jwt"`,
+		"oauth_gateway {\n\tclient_auth client_secret_jwk\n}":            `client_auth: unknown method "client_secret_jwk"`,
 		"oauth_gateway {\n\tmax_replay_body lots\n}":                     `max_replay_body: "lots" is not a positive size; write a number of bytes`,
 		"oauth_gateway {\n\tmax_replay_body -5MiB\n}":                    `max_replay_body: "-5MiB" is not a positive size`,
 		"oauth_gateway {\n\ttimeout 0s\n}":                               `timeout: "0s": must be positive`,
@@ -159,18 +161,36 @@ func TestGlobalOption(t *testing.T) {
 	}
 }
 
+// Issue 10, behaviour 1: the method is chosen among those the
+// configuration makes possible, and nothing fitting is an error naming
+// both sides, never a silent fallback to Basic.
 func TestChooseAuthMethod(t *testing.T) {
+	secret := clientAuth{secret: true}
+	key := clientAuth{key: &oauthclient.SigningKey{}}
+	public := clientAuth{}
 	for _, c := range []struct {
-		supported []string
-		want      string
+		auth    clientAuth
+		offered []string
+		want    string // "" for an error
 	}{
-		{nil, "client_secret_basic"}, // RFC 8414 default
-		{[]string{"client_secret_post"}, "client_secret_post"},
-		{[]string{"client_secret_post", "client_secret_basic"}, "client_secret_basic"},
-		{[]string{"private_key_jwt"}, "client_secret_basic"},
+		{secret, nil, "client_secret_basic"}, // RFC 8414 default
+		{secret, []string{"client_secret_post"}, "client_secret_post"},
+		{secret, []string{"client_secret_post", "client_secret_basic"}, "client_secret_basic"},
+		{secret, []string{"client_secret_jwt"}, "client_secret_jwt"},
+		{secret, []string{"private_key_jwt"}, ""},
+		{secret, []string{"none"}, ""},
+		{key, []string{"client_secret_basic", "private_key_jwt"}, "private_key_jwt"},
+		{key, []string{"client_secret_basic"}, ""},
+		{public, []string{"client_secret_basic", "none"}, "none"},
+		{public, []string{"client_secret_basic"}, ""},
+		{clientAuth{configured: "client_secret_post", secret: true}, []string{"client_secret_basic"}, "client_secret_post"},
 	} {
-		if got := chooseAuthMethod(c.supported); got != c.want {
-			t.Errorf("%v: got %s, want %s", c.supported, got, c.want)
+		got, err := c.auth.choose(c.offered)
+		if got != c.want || (c.want == "") != (err != nil) {
+			t.Errorf("%+v offered %v: got %q %v, want %q", c.auth, c.offered, got, err, c.want)
+		}
+		if err != nil && (!strings.Contains(err.Error(), strings.Join(c.offered, ", ")) || !strings.Contains(err.Error(), "this configuration can use")) {
+			t.Errorf("error %q does not name both sides", err)
 		}
 	}
 }

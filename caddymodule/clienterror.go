@@ -38,6 +38,7 @@ func (h *Handler) respondTokenError(w http.ResponseWriter, r *http.Request, cred
 	body := oauthErrorBody{Error: "server_error"}
 	var untrusted *untrustedError
 	var hinted *hintedError
+	var cfg *configError
 	switch {
 	case errors.As(err, &untrusted):
 		body.ErrorDescription = fmt.Sprintf("the gateway will not obtain a token for credential %s: %s", id, untrusted.kind)
@@ -50,6 +51,8 @@ func (h *Handler) respondTokenError(w http.ResponseWriter, r *http.Request, cred
 			id, clientReason(err))
 	case errors.Is(err, tokenstore.ErrUnreadable):
 		body.ErrorDescription = fmt.Sprintf("the gateway cannot read its stored credential %s; an operator must check encryption_key", id)
+	case errors.As(err, &cfg):
+		body.ErrorDescription = fmt.Sprintf("the gateway cannot request a token for credential %s: %s", id, cfg.hint)
 	case errors.As(err, &hinted):
 		body.ErrorDescription = fmt.Sprintf("the authorization server refused the gateway's token request for credential %s: %s", id, hinted.hint)
 	case errors.Is(err, tokenstore.ErrConfiguration):

@@ -71,6 +71,21 @@ type Handler struct {
 	// offered), else basic.
 	ClientAuth string `json:"client_auth,omitempty"`
 
+	// ClientKey is the private key file for client_auth private_key_jwt
+	// (RFC 7523 §2.2): PEM (PKCS#8, PKCS#1, SEC1) or a JWK; the algorithm
+	// comes from the key (ES256, RS256, EdDSA). Setting it makes
+	// private_key_jwt possible when client_auth is not set.
+	ClientKey string `json:"client_key,omitempty"`
+
+	// ClientKeyID is the key's kid (default: its RFC 7638 thumbprint).
+	ClientKeyID string `json:"client_key_id,omitempty"`
+
+	// JWKSURI is where the gateway publishes its public keys: an absolute
+	// URL whose path reaches this handler, which answers it. Give it to
+	// the authorization server (or it appears in the client metadata
+	// document) so it can verify private_key_jwt assertions.
+	JWKSURI string `json:"jwks_uri,omitempty"`
+
 	// Grant is "client_credentials" (default) or "refresh_token" (implied
 	// by a refresh_token seed).
 	Grant string `json:"grant,omitempty"`
@@ -176,6 +191,9 @@ type Handler struct {
 
 	// flow is the authorization-code machinery (nil for other grants).
 	flow *authFlow
+	// jwks is the published key set, served at jwksPath.
+	jwks     []byte
+	jwksPath string
 
 	cred    *tokenstore.Credential
 	manager *tokenstore.Manager

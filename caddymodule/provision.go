@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -24,7 +25,7 @@ const (
 type expandedConfig struct {
 	Resource, TokenEndpoint, Issuer, RevocationEndpoint string
 	ClientID, ClientSecret, RefreshToken                string
-	RedirectURI, ClientMetadataURL                      string
+	RedirectURI, ClientMetadataURL, ClientKey, JWKSURI  string
 	TrustedIssuers, DiscoveryAllowHosts                 []string
 }
 
@@ -74,6 +75,10 @@ func (h *Handler) provision(ctx caddy.Context) error {
 		return err
 	}
 	h.warnLiteralSecrets()
+	auth, err := h.clientAuth()
+	if err != nil {
+		return err
+	}
 	x := &h.expanded
 
 	spec := tokenstore.Spec{
@@ -106,11 +111,11 @@ func (h *Handler) provision(ctx caddy.Context) error {
 		creds: oauthclient.Credentials{
 			ClientID:     x.ClientID,
 			ClientSecret: x.ClientSecret,
-			AuthMethod:   authMethod(h.ClientAuth),
+			Key:          auth.key,
 		},
-		authConfigured: h.ClientAuth != "",
-		resource:       x.Resource,
-		sendResource:   !h.OmitResourceParameter,
+		auth:         auth,
+		resource:     x.Resource,
+		sendResource: !h.OmitResourceParameter,
 		// A refresh token obtained by a user's consent came from the
 		// pinned server itself; only a configured secret or seed is a
 		// secret another server could steal.
@@ -121,7 +126,7 @@ func (h *Handler) provision(ctx caddy.Context) error {
 	h.manager = app.Manager()
 	req.credentialID = spec.ID
 	if h.Grant == tokenstore.GrantAuthorizationCode {
-		req.registration = &clientRegistration{configured: x.ClientID != "", cimdURL: x.ClientMetadataURL,
+		req.registration = &clientRegistration{configured: x.ClientID != "", cimdURL: x.ClientMetadataURL, jwks: x.JWKSURI != "",
 			redirectURI: x.RedirectURI, manager: h.manager, logger: h.logger}
 		flow, err := newAuthFlow(h, req, h.manager, spec)
 		if err != nil {
@@ -189,6 +194,8 @@ func (h *Handler) expand() error {
 		{"refresh_token", h.RefreshToken, &x.RefreshToken},
 		{"redirect_uri", h.RedirectURI, &x.RedirectURI},
 		{"client_metadata_url", h.ClientMetadataURL, &x.ClientMetadataURL},
+		{"client_key", h.ClientKey, &x.ClientKey},
+		{"jwks_uri", h.JWKSURI, &x.JWKSURI},
 	} {
 		if *f.dst, err = one(f.name, f.raw); err != nil {
 			return err
@@ -244,10 +251,27 @@ func (h *Handler) newResolver() *resolver {
 	return r
 }
 
-func authMethod(s string) string {
-	switch s {
-	case "post", oauthclient.AuthPost:
-		return oauthclient.AuthPost
+// clientAuth loads the signing key (when configured) and the JWKS that
+// publishes it, and says what the configuration can authenticate with.
+func (h *Handler) clientAuth() (clientAuth, error) {
+	x := &h.expanded
+	auth := clientAuth{configured: clientAuthMethods[h.ClientAuth], secret: x.ClientSecret != ""}
+	if x.ClientKey != "" {
+		key, err := oauthclient.LoadSigningKey(x.ClientKey, "", h.ClientKeyID)
+		if err != nil {
+			return auth, fmt.Errorf("client_key: %w", err)
+		}
+		auth.key = key
+		if h.jwks, err = oauthclient.PublicJWKS(key); err != nil {
+			return auth, fmt.Errorf("client_key: %w", err)
+		}
 	}
-	return oauthclient.AuthBasic
+	if x.JWKSURI != "" {
+		u, err := url.Parse(x.JWKSURI)
+		if err != nil {
+			return auth, fmt.Errorf("jwks_uri: %v", err)
+		}
+		h.jwksPath = u.Path
+	}
+	return auth, nil
 }

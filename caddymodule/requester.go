@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -30,10 +29,10 @@ type requester struct {
 	resource string
 	// sendResource is false with `resource_parameter off` (Entra v2).
 	sendResource bool
-	// authConfigured is set when client_auth was given; otherwise the
-	// method is chosen from the server's metadata.
-	authConfigured bool
-	trust          issuerTrust
+	// auth chooses the client authentication method (configured, or
+	// from the server's metadata among those the configuration can use).
+	auth  clientAuth
+	trust issuerTrust
 	// registration chooses the client of an authorization-code
 	// credential (nil for other grants).
 	registration *clientRegistration
@@ -154,12 +153,18 @@ func tokenResult(resp *normalize.TokenResponse, ep *endpoints) *tokenstore.Token
 	return res
 }
 
-func (r *requester) credsFor(ep *endpoints) oauthclient.Credentials {
+// credsFor is the client authentication for ep's server. Assertions
+// (private_key_jwt, client_secret_jwt) name the issuer as audience.
+func (r *requester) credsFor(ep *endpoints) (oauthclient.Credentials, error) {
 	creds := r.creds
-	if !r.authConfigured {
-		creds.AuthMethod = chooseAuthMethod(ep.AuthMethods)
+	method, err := r.auth.choose(ep.AuthMethods)
+	if err != nil {
+		r.logger.Error("no client authentication method fits", zap.String("credential", r.credentialID()),
+			zap.String("issuer", ep.Issuer), zap.Error(err))
+		return creds, err
 	}
-	return creds
+	creds.AuthMethod, creds.Audience = method, ep.Issuer
+	return creds, nil
 }
 
 // explain adds the fix to token endpoint errors whose cause is known: an
@@ -189,13 +194,3 @@ type hintedError struct {
 
 func (e *hintedError) Error() string { return e.err.Error() + " (" + e.hint + ")" }
 func (e *hintedError) Unwrap() error { return e.err }
-
-// chooseAuthMethod picks a client authentication method the server
-// supports: client_secret_basic (the RFC 8414 default) when offered, else
-// client_secret_post.
-func chooseAuthMethod(supported []string) string {
-	if slices.Contains(supported, oauthclient.AuthBasic) || !slices.Contains(supported, oauthclient.AuthPost) {
-		return oauthclient.AuthBasic
-	}
-	return oauthclient.AuthPost
-}

@@ -27,6 +27,9 @@ import (
 // and one replay.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	cred := h.cred
+	if h.jwksPath != "" && r.URL.Path == h.jwksPath {
+		return h.serveJWKS(w)
+	}
 	if h.flow != nil {
 		if handled, err := h.flow.route(w, r); handled {
 			return err

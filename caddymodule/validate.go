@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/oauthgw/caddy-oauth-gateway/oauthclient"
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 )
 
@@ -68,8 +69,8 @@ func (h *Handler) validate() error {
 	default:
 		return fmt.Errorf("grant: unknown grant %q (want client_credentials, refresh_token or authorization_code)", h.Grant)
 	}
-	if _, ok := clientAuthMethods[h.ClientAuth]; !ok && h.ClientAuth != "" {
-		return fmt.Errorf("client_auth: unknown method %q (want basic, post, client_secret_basic or client_secret_post)", h.ClientAuth)
+	if err := h.validateClientAuth(); err != nil {
+		return err
 	}
 	for _, p := range h.UpstreamErrors {
 		if !slices.Contains(upstreamPresets, p) {
@@ -102,13 +103,6 @@ func (h *Handler) validate() error {
 		}
 	}
 	return nil
-}
-
-// clientAuthMethods maps the accepted client_auth values, the short names
-// and the RFC 8414 names, to the canonical short name.
-var clientAuthMethods = map[string]string{
-	"basic": "basic", "client_secret_basic": "basic",
-	"post": "post", "client_secret_post": "post",
 }
 
 // upstreamPresets are the accepted upstream_errors values.
@@ -191,6 +185,42 @@ func (h *Handler) validateAuthorizationCode() error {
 		switch name {
 		case "response_type", "client_id", "redirect_uri", "state", "code_challenge", "code_challenge_method", "scope", "resource":
 			return fmt.Errorf("authorization_param: %s is set by the gateway", name)
+		}
+	}
+	return nil
+}
+
+// validateClientAuth checks client_auth against what it needs.
+func (h *Handler) validateClientAuth() error {
+	x := &h.expanded
+	method, ok := clientAuthMethods[h.ClientAuth]
+	if !ok && h.ClientAuth != "" {
+		return fmt.Errorf("client_auth: unknown method %q (want basic, post, none, private_key_jwt or client_secret_jwt)", h.ClientAuth)
+	}
+	switch method {
+	case oauthclient.AuthPrivateKeyJWT:
+		if x.ClientKey == "" {
+			return fmt.Errorf("client_auth: private_key_jwt needs client_key")
+		}
+	case oauthclient.AuthClientSecretJWT, oauthclient.AuthBasic, oauthclient.AuthPost:
+		if x.ClientSecret == "" {
+			return fmt.Errorf("client_auth: %s needs client_secret", h.ClientAuth)
+		}
+	case oauthclient.AuthNone:
+		if x.ClientSecret != "" || x.ClientKey != "" {
+			return fmt.Errorf("client_auth: none sends only client_id; remove client_secret and client_key")
+		}
+	}
+	if (method == oauthclient.AuthPrivateKeyJWT || method == oauthclient.AuthClientSecretJWT || x.ClientKey != "") &&
+		x.TokenEndpoint != "" && x.Issuer == "" {
+		return fmt.Errorf("issuer: required with token_endpoint for signed client assertions (the issuer is their audience)")
+	}
+	if x.JWKSURI != "" {
+		if err := checkURL("jwks_uri", x.JWKSURI, h.InsecureAllowHTTP); err != nil {
+			return err
+		}
+		if x.ClientKey == "" {
+			return fmt.Errorf("jwks_uri: publishes client_key's public key; set client_key")
 		}
 	}
 	return nil
