@@ -40,6 +40,7 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		client_id       <id>
 //		client_secret   <secret>
 //		client_auth     basic|post|none|private_key_jwt|client_secret_jwt
+//		assertion_file  <path>
 //		client_key      <path>
 //		client_key_id   <kid>
 //		jwks_uri        <url>
@@ -91,7 +92,7 @@ var handlerSubdirectives = []string{"resource", "token_endpoint", "issuer", "tru
 	"revocation_endpoint", "client_id", "client_secret", "client_auth", "grant", "refresh_token", "scope", "max_scope",
 	"resource_parameter", "max_replay_body", "timeout", "token_wait", "upstream_errors", "error_alias", "insecure_allow_http",
 	"redirect_uri", "principal", "client_metadata_url", "authorization_param", "authorization_state_ttl",
-	"client_key", "client_key_id", "jwks_uri"}
+	"client_key", "client_key_id", "jwks_uri", "assertion_file"}
 
 var repeatableSubdirectives = map[string]struct{}{
 	"scope": {}, "max_scope": {}, "trusted_issuers": {}, "discovery_allow_hosts": {}, "upstream_errors": {}, "error_alias": {},
@@ -102,7 +103,7 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, name string) err
 	switch name {
 	case "resource", "token_endpoint", "issuer", "revocation_endpoint", "client_id", "client_secret", "client_auth",
 		"grant", "refresh_token", "resource_parameter", "redirect_uri", "principal", "client_metadata_url",
-		"client_key", "client_key_id", "jwks_uri":
+		"client_key", "client_key_id", "jwks_uri", "assertion_file":
 		val, err := singleArg(d)
 		if err != nil {
 			return err
@@ -205,13 +206,15 @@ func (h *Handler) setSingle(d *caddyfile.Dispenser, name, val string) error {
 		h.ClientAuth = val
 	case "client_key":
 		h.ClientKey = val
+	case "assertion_file":
+		h.AssertionFile = val
 	case "client_key_id":
 		h.ClientKeyID = val
 	case "jwks_uri":
 		h.JWKSURI = val
 	case "grant":
-		if val != "client_credentials" && val != "refresh_token" && val != "authorization_code" {
-			return d.Errf("grant: unknown grant %q (want client_credentials, refresh_token or authorization_code)", val)
+		if val != "client_credentials" && val != "refresh_token" && val != "authorization_code" && val != "jwt_bearer" {
+			return d.Errf("grant: unknown grant %q (want client_credentials, refresh_token, authorization_code or jwt_bearer)", val)
 		}
 		h.Grant = val
 	case "redirect_uri":

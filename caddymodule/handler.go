@@ -71,6 +71,11 @@ type Handler struct {
 	// offered), else basic.
 	ClientAuth string `json:"client_auth,omitempty"`
 
+	// AssertionFile is the JWT the jwt_bearer grant presents (RFC 7523
+	// §2.1), e.g. a Kubernetes projected service-account token; it is
+	// read again for every token request, since platforms rotate it.
+	AssertionFile string `json:"assertion_file,omitempty"`
+
 	// ClientKey is the private key file for client_auth private_key_jwt
 	// (RFC 7523 §2.2): PEM (PKCS#8, PKCS#1, SEC1) or a JWK; the algorithm
 	// comes from the key (ES256, RS256, EdDSA). Setting it makes

@@ -26,6 +26,7 @@ type expandedConfig struct {
 	Resource, TokenEndpoint, Issuer, RevocationEndpoint string
 	ClientID, ClientSecret, RefreshToken                string
 	RedirectURI, ClientMetadataURL, ClientKey, JWKSURI  string
+	AssertionFile                                       string
 	TrustedIssuers, DiscoveryAllowHosts                 []string
 }
 
@@ -113,13 +114,14 @@ func (h *Handler) provision(ctx caddy.Context) error {
 			ClientSecret: x.ClientSecret,
 			Key:          auth.key,
 		},
-		auth:         auth,
-		resource:     x.Resource,
-		sendResource: !h.OmitResourceParameter,
+		auth:          auth,
+		assertionFile: x.AssertionFile,
+		resource:      x.Resource,
+		sendResource:  !h.OmitResourceParameter,
 		// A refresh token obtained by a user's consent came from the
 		// pinned server itself; only a configured secret or seed is a
 		// secret another server could steal.
-		trust:  newIssuerTrust(x.Resource, x.TrustedIssuers, x.ClientSecret != "" || h.Grant == tokenstore.GrantRefreshToken),
+		trust:  newIssuerTrust(x.Resource, x.TrustedIssuers, x.ClientSecret != "" || h.Grant == tokenstore.GrantRefreshToken || h.Grant == tokenstore.GrantJWTBearer),
 		logger: h.logger,
 	}
 	h.noteChallenge = res.noteChallenge
@@ -196,6 +198,7 @@ func (h *Handler) expand() error {
 		{"client_metadata_url", h.ClientMetadataURL, &x.ClientMetadataURL},
 		{"client_key", h.ClientKey, &x.ClientKey},
 		{"jwks_uri", h.JWKSURI, &x.JWKSURI},
+		{"assertion_file", h.AssertionFile, &x.AssertionFile},
 	} {
 		if *f.dst, err = one(f.name, f.raw); err != nil {
 			return err

@@ -33,6 +33,8 @@ type requester struct {
 	// from the server's metadata among those the configuration can use).
 	auth  clientAuth
 	trust issuerTrust
+	// assertionFile is the jwt_bearer grant's assertion, read per request.
+	assertionFile string
 	// registration chooses the client of an authorization-code
 	// credential (nil for other grants).
 	registration *clientRegistration
@@ -119,6 +121,13 @@ func (r *requester) RequestToken(ctx context.Context, tr tokenstore.TokenRequest
 		Grant:         tr.Grant,
 		RefreshToken:  tr.RefreshToken,
 		Scopes:        scopes,
+	}
+	if tr.Grant == tokenstore.GrantJWTBearer {
+		if req.Assertion, err = readAssertion(r.assertionFile, time.Now()); err != nil {
+			r.logger.Error("no usable assertion for the jwt_bearer grant", zap.String("credential", r.credentialID()), zap.Error(err))
+			return nil, err
+		}
+		req.Grant = oauthclient.GrantJWTBearer
 	}
 	if r.sendResource {
 		req.Resource = r.resource

@@ -66,8 +66,18 @@ func (h *Handler) validate() error {
 		if h.RefreshToken != "" {
 			return fmt.Errorf("refresh_token: not used with grant authorization_code (the user's consent provides it)")
 		}
+	case tokenstore.GrantJWTBearer:
+		if x.AssertionFile == "" {
+			return fmt.Errorf("assertion_file: required for grant jwt_bearer")
+		}
+		if h.RefreshToken != "" {
+			return fmt.Errorf("refresh_token: not used with grant jwt_bearer")
+		}
 	default:
-		return fmt.Errorf("grant: unknown grant %q (want client_credentials, refresh_token or authorization_code)", h.Grant)
+		return fmt.Errorf("grant: unknown grant %q (want client_credentials, refresh_token, authorization_code or jwt_bearer)", h.Grant)
+	}
+	if x.AssertionFile != "" && h.Grant != tokenstore.GrantJWTBearer {
+		return fmt.Errorf("assertion_file: only with grant jwt_bearer")
 	}
 	if err := h.validateClientAuth(); err != nil {
 		return err

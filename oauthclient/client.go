@@ -26,6 +26,9 @@ import (
 	"github.com/oauthgw/caddy-oauth-gateway/redact"
 )
 
+// GrantJWTBearer is the RFC 7523 §2.1 grant type: a JWT as the grant.
+const GrantJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
 // Client authentication methods (RFC 8414 token_endpoint_auth_methods).
 const (
 	AuthBasic = "client_secret_basic"
@@ -80,7 +83,10 @@ type Request struct {
 	Code         string
 	RedirectURI  string
 	CodeVerifier string
-	Scopes       []string
+	// Assertion is the jwt-bearer grant's `assertion` (RFC 7523 §2.1),
+	// sent when set and scrubbed from server text like a token.
+	Assertion string
+	Scopes    []string
 	// Resource is sent as RFC 8707 `resource`, exactly as given.
 	Resource string
 	// Extra parameters, for grants and extensions this package does not name.
@@ -102,6 +108,9 @@ func (c *Client) Token(ctx context.Context, creds Credentials, req Request) (*no
 	form.Set("grant_type", req.Grant)
 	if req.RefreshToken != "" {
 		form.Set("refresh_token", req.RefreshToken)
+	}
+	if req.Assertion != "" {
+		form.Set("assertion", req.Assertion)
 	}
 	if req.Code != "" {
 		form.Set("code", req.Code)
@@ -130,7 +139,7 @@ func (c *Client) Token(ctx context.Context, creds Credentials, req Request) (*no
 	tok, oerr := normalize.TokenEndpoint(status, header, body, c.Aliases)
 	if oerr != nil {
 		// Server text reaches logs and clients: strip anything it echoed.
-		scrubError(oerr, creds, req.RefreshToken, req.Code, req.CodeVerifier, assertion)
+		scrubError(oerr, creds, req.RefreshToken, req.Code, req.CodeVerifier, req.Assertion, assertion)
 		return nil, &Error{Endpoint: redact.URL(req.TokenEndpoint), Err: oerr}
 	}
 	return tok, nil

@@ -16,6 +16,9 @@ const (
 	// (authorization code + PKCE) and are then refreshed like
 	// GrantRefreshToken ones.
 	GrantAuthorizationCode = "authorization_code"
+	// GrantJWTBearer credentials present a JWT from a file the workload's
+	// platform rotates (RFC 7523 §2.1), read fresh for every token request.
+	GrantJWTBearer = "jwt_bearer"
 )
 
 // rotates reports whether the credential holds a refresh token that may

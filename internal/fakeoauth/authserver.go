@@ -1,6 +1,7 @@
 package fakeoauth
 
 import (
+	"github.com/go-jose/go-jose/v4"
 	"net/http"
 	"slices"
 	"strings"
@@ -45,6 +46,10 @@ type AuthServerOptions struct {
 	// JWKSCacheTTL is how long a key client's JWKS fetched from its URL
 	// is reused (default 5s); negative refetches it for every assertion.
 	JWKSCacheTTL time.Duration
+	// JWTBearerKeys are the keys of the issuer whose JWTs the jwt-bearer
+	// grant (RFC 7523 §2.1) accepts, e.g. a cluster's service-account
+	// token signer.
+	JWTBearerKeys jose.JSONWebKeySet
 	// ScopesSupported is advertised in the metadata (default read write admin).
 	ScopesSupported []string
 	// RejectResource answers a token request carrying both an RFC 8707
@@ -120,7 +125,9 @@ type AuthServer struct {
 	reuse    int
 	metadata map[string]int // metadata fetches by path
 	log      []TokenRequestLog
-	revoked  []string // token_type_hint of each revocation received
+	// bearerLog records jwt-bearer grants.
+	bearerLog []BearerAssertion
+	revoked   []string // token_type_hint of each revocation received
 
 	codes         map[string]*authCode
 	authz         []AuthorizationLog

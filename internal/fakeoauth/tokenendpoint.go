@@ -126,6 +126,8 @@ func (a *AuthServer) grant(r *http.Request, entry *TokenRequestLog) tokenReply {
 		return a.authorizationCode(auth.id, r.PostForm, entry.Resource)
 	case "refresh_token":
 		return a.refreshGrant(auth.id, r.PostForm.Get("refresh_token"), requested, entry.Resource)
+	case GrantJWTBearer:
+		return a.jwtBearer(auth.id, r.PostForm.Get("assertion"), requested, entry.Resource)
 	case "":
 		return failed(http.StatusBadRequest, "invalid_request", "grant_type is missing")
 	default:
