@@ -37,7 +37,7 @@ type TokenResponse struct {
 // table; HTML and other non-OAuth bodies are server errors, never OAuth
 // errors; classification follows the error code, not the status.
 func TokenEndpoint(status int, header http.Header, body []byte, aliases Aliases) (*TokenResponse, *Error) {
-	retryAfter := parseRetryAfter(header.Get("Retry-After"), time.Now())
+	retryAfter := ParseRetryAfter(header.Get("Retry-After"), time.Now())
 	fields, ok := decodeFields(header.Get("Content-Type"), body)
 	if !ok {
 		e := &Error{Code: "server_error", Status: status, Class: Transient, RetryAfter: retryAfter,
@@ -278,8 +278,10 @@ func parseSeconds(v any) (int64, bool) {
 	return 0, false
 }
 
-// parseRetryAfter reads delay-seconds or an HTTP date (RFC 9110 §10.2.3).
-func parseRetryAfter(v string, now time.Time) time.Duration {
+// ParseRetryAfter reads a Retry-After value: delay-seconds or an HTTP
+// date (RFC 9110 §10.2.3); 0 when absent, malformed or past. Delays are
+// bounded to under a day.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0

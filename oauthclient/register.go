@@ -116,7 +116,7 @@ var secretMembers = []string{"client_secret", "registration_access_token", "acce
 // one of rc and e is non-nil; secrets are credentials found in an error
 // answer, for scrubbing.
 func registrationResponse(status int, header http.Header, body []byte) (rc *RegisteredClient, e *normalize.Error, secrets []string) {
-	retryAfter := parseRetryAfter(header.Get("Retry-After"), time.Now())
+	retryAfter := normalize.ParseRetryAfter(header.Get("Retry-After"), time.Now())
 	fields, isJSON := decodeObject(body)
 	if raw, ok := fields["error"]; ok && raw != nil {
 		e = &normalize.Error{Status: status, RetryAfter: retryAfter, Extensions: map[string]any{}}
@@ -246,22 +246,6 @@ func jsonInt(v any) int64 {
 	}
 	if f, err := strconv.ParseFloat(s, 64); err == nil && f >= 0 && f < 1<<62 {
 		return int64(f)
-	}
-	return 0
-}
-
-// parseRetryAfter reads delay-seconds or an HTTP date (RFC 9110
-// §10.2.3), as normalize does for token endpoint answers.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 && n < 86400 {
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
 	}
 	return 0
 }
