@@ -121,9 +121,11 @@ func TestLargeBodyIsNotBufferedAnd401PassesThrough(t *testing.T) {
 	if json.Unmarshal(body, &oe) != nil || oe["error"] != "invalid_token" {
 		t.Fatalf("401 body %s, want an RFC 6750 JSON error", body)
 	}
-	// The gateway refreshed in the background; the client's retry works.
+	// The gateway refreshed in the background; once it holds the new
+	// token (generation 2: the request reached the server *and* the
+	// answer was stored), the client's retry works.
 	deadline := time.Now().Add(5 * time.Second)
-	for e.as.TokenRequests("") < 2 && time.Now().Before(deadline) {
+	for listCredentials(t, c)[0].Generation < 2 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	req, _ = http.NewRequest(http.MethodPost, c.URL("/echo"), bytes.NewReader(make([]byte, 4096)))
