@@ -138,11 +138,28 @@ func HostPortOf(rawURL string) (string, error) {
 	if host == "" {
 		return "", fmt.Errorf("discovery: %q has no host", rawURL)
 	}
+	if !validHost(host) {
+		return "", fmt.Errorf("discovery: %q has a malformed host", rawURL)
+	}
 	port, err := strconv.Atoi(portOf(u))
 	if err != nil || port < 1 || port > 65535 {
 		return "", fmt.Errorf("discovery: %q has a bad port", rawURL)
 	}
 	return net.JoinHostPort(host, strconv.Itoa(port)), nil
+}
+
+// validHost accepts an IP literal or a name of letters, digits, '-', '_'
+// and '.': what an allow entry can be matched against.
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // allowed reports whether the dialed host and port (as in the URL) match
