@@ -90,19 +90,17 @@ func (h *Handler) respondTokenError(w http.ResponseWriter, r *http.Request, cred
 // error code, or what failed. Server text never reaches clients.
 func clientReason(err error) string {
 	var oe *oauthclient.Error
-	var te *oauthclient.TransportError
-	switch {
-	case errors.As(err, &oe) && oe.Err != nil:
+	if errors.As(err, &oe) && oe.Err != nil {
 		return outcomeOf(err)
-	case errors.As(err, &te):
-		return "token endpoint unreachable"
-	case errors.Is(err, tokenstore.ErrLockTimeout):
-		return "refresh lock busy"
-	case errors.Is(err, tokenstore.ErrBackoff):
-		return "token endpoint failing, backing off"
+	}
+	if r := failureReason(err); r != "" {
+		return r
 	}
 	var nf *notFoundError
-	if errors.As(err, &nf) {
+	switch {
+	case errors.Is(err, tokenstore.ErrBackoff):
+		return "token endpoint failing, backing off"
+	case errors.As(err, &nf):
 		return "no authorization server metadata found"
 	}
 	return "server_error"
@@ -115,15 +113,24 @@ func serverCode(err error, def string) string {
 	if errors.As(err, &oe) && oe.Err != nil && oe.Err.Code != "" {
 		return oe.Err.Code
 	}
-	var te *oauthclient.TransportError
-	if errors.As(err, &te) {
-		return "token endpoint unreachable"
-	}
-	if errors.Is(err, tokenstore.ErrLockTimeout) {
-		return "refresh lock busy"
+	if r := failureReason(err); r != "" {
+		return r
 	}
 	if def == "" && err != nil {
 		return err.Error()
 	}
 	return def
+}
+
+// failureReason names a failure where no answer of the authorization
+// server exists (unreachable, lock busy); "" otherwise.
+func failureReason(err error) string {
+	var te *oauthclient.TransportError
+	switch {
+	case errors.As(err, &te):
+		return "token endpoint unreachable"
+	case errors.Is(err, tokenstore.ErrLockTimeout):
+		return "refresh lock busy"
+	}
+	return ""
 }

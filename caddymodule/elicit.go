@@ -29,7 +29,7 @@ const (
 // client gets a URL elicitation, anything else a 401 JSON naming the URL.
 // A shared credential offers no client-facing URL: only an operator may
 // bind an upstream account to everyone's credential.
-func (h *Handler) respondNeedsAuthorization(w http.ResponseWriter, r *http.Request, principal string, scopes ...string) error {
+func (h *Handler) respondNeedsAuthorization(w http.ResponseWriter, r *http.Request, scopes ...string) error {
 	f := h.flow
 	authURL, msg := "", ""
 	if f.perUser() {

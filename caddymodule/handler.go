@@ -203,9 +203,6 @@ type Handler struct {
 	cred    *tokenstore.Credential
 	manager *tokenstore.Manager
 	logger  *zap.Logger
-	// noteChallenge tells discovery about an upstream challenge (a new
-	// resource_metadata URL means metadata must be revalidated).
-	noteChallenge func(http.Header) bool
 	// holdFn is h.hold, bound once so requests do not allocate a closure.
 	holdFn func(int, http.Header) bool
 }

@@ -31,8 +31,8 @@ func newPerUserHandler(tb testing.TB, n int) *Handler {
 	h.holdFn = h.hold
 	h.expanded = expandedConfig{Resource: h.Resource, RedirectURI: h.RedirectURI}
 	res := h.newResolver()
-	h.resolver, h.noteChallenge = res, res.noteChallenge
-	req := &requester{resolver: res, resource: h.Resource, logger: zap.NewNop(), credentialID: func() string { return "" }}
+	h.resolver = res
+	req := &requester{resolver: res, resource: h.Resource, logger: zap.NewNop()}
 	spec := tokenstore.Spec{Resource: h.Resource, Grant: tokenstore.GrantAuthorizationCode}
 	if h.flow, err = newAuthFlow(h, req, m, spec); err != nil {
 		tb.Fatal(err)

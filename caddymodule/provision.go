@@ -124,9 +124,8 @@ func (h *Handler) provision(ctx caddy.Context) error {
 		trust:  newIssuerTrust(x.Resource, x.TrustedIssuers, x.ClientSecret != "" || h.Grant == tokenstore.GrantRefreshToken || h.Grant == tokenstore.GrantJWTBearer),
 		logger: h.logger,
 	}
-	h.noteChallenge = res.noteChallenge
 	h.manager = app.Manager()
-	req.credentialID = spec.ID
+	req.credentialID = spec.ID()
 	if h.Grant == tokenstore.GrantAuthorizationCode {
 		req.registration = &clientRegistration{configured: x.ClientID != "", cimdURL: x.ClientMetadataURL, jwks: x.JWKSURI != "",
 			redirectURI: x.RedirectURI, manager: h.manager, logger: h.logger}

@@ -39,7 +39,8 @@ type requester struct {
 	// credential (nil for other grants).
 	registration *clientRegistration
 	logger       *zap.Logger
-	credentialID func() string
+	// credentialID names the handler's credential in log lines.
+	credentialID string
 }
 
 // endpointsFor resolves where tokens come from and checks that this
@@ -53,7 +54,7 @@ func (r *requester) endpointsFor(ctx context.Context, pinned string) (*endpoints
 	}
 	if pinned != "" && ep.Issuer != "" && !discovery.IssuerMatches(pinned, ep.Issuer) {
 		r.logger.Warn("upstream points at a different authorization server; not sending credentials there",
-			zap.String("credential", r.credentialID()), zap.String("pinned_issuer", pinned),
+			zap.String("credential", r.credentialID), zap.String("pinned_issuer", pinned),
 			zap.String("advertised_issuer", ep.Issuer), zap.String("resource", r.resource))
 		return nil, &untrustedError{kind: untrustedPin, msg: fmt.Sprintf("the upstream now names authorization server %s, but this credential is bound to %s; "+
 			"the gateway will not send its credentials there until the configuration changes or an operator unpins it", ep.Issuer, pinned)}
@@ -61,7 +62,7 @@ func (r *requester) endpointsFor(ctx context.Context, pinned string) (*endpoints
 	if ep.discovered {
 		if err := r.trust.check(ep.Issuer); err != nil {
 			r.logger.Warn("discovered authorization server is not trusted with this credential's secret",
-				zap.String("credential", r.credentialID()), zap.String("issuer", ep.Issuer),
+				zap.String("credential", r.credentialID), zap.String("issuer", ep.Issuer),
 				zap.String("resource", r.resource), zap.String("fix", "add the issuer to trusted_issuers, or set issuer"))
 			return nil, err
 		}
@@ -124,7 +125,7 @@ func (r *requester) RequestToken(ctx context.Context, tr tokenstore.TokenRequest
 	}
 	if tr.Grant == tokenstore.GrantJWTBearer {
 		if req.Assertion, err = readAssertion(r.assertionFile, time.Now()); err != nil {
-			r.logger.Error("no usable assertion for the jwt_bearer grant", zap.String("credential", r.credentialID()), zap.Error(err))
+			r.logger.Error("no usable assertion for the jwt_bearer grant", zap.String("credential", r.credentialID), zap.Error(err))
 			return nil, err
 		}
 		req.Grant = oauthclient.GrantJWTBearer
@@ -168,7 +169,7 @@ func (r *requester) credsFor(ep *endpoints) (oauthclient.Credentials, error) {
 	creds := r.creds
 	method, err := r.auth.choose(ep.AuthMethods)
 	if err != nil {
-		r.logger.Error("no client authentication method fits", zap.String("credential", r.credentialID()),
+		r.logger.Error("no client authentication method fits", zap.String("credential", r.credentialID),
 			zap.String("issuer", ep.Issuer), zap.Error(err))
 		return creds, err
 	}
@@ -187,7 +188,7 @@ func (r *requester) explain(err error) error {
 	code, desc := oe.Err.Code, strings.ToLower(oe.Err.Description)
 	if (code == "invalid_request" || code == "invalid_target") && (strings.Contains(desc, "resource") || strings.Contains(desc, "aadsts901002")) {
 		hint := "the authorization server refused the RFC 8707 resource parameter; set `resource_parameter off` (Microsoft Entra ID v2 needs it)"
-		r.logger.Error("token request refused because of the resource parameter", zap.String("credential", r.credentialID()),
+		r.logger.Error("token request refused because of the resource parameter", zap.String("credential", r.credentialID),
 			zap.String("error", code), zap.String("fix", "resource_parameter off"))
 		return &hintedError{err: err, hint: hint}
 	}

@@ -105,9 +105,7 @@ func (r *resolver) legacyEndpoints(ctx context.Context) (*endpoints, error) {
 	switch {
 	case err == nil:
 		r.logger.Debug("no protected resource metadata; using the MCP server origin's authorization server metadata (MCP 2025-03-26)", zap.String("issuer", origin))
-		ep := &endpoints{Issuer: origin, TokenEndpoint: as.TokenEndpoint, RevocationEndpoint: as.RevocationEndpoint,
-			AuthMethods: as.AuthMethods(), ScopesSupported: as.ScopesSupported, discovered: true}
-		return ep.withFlow(as), nil
+		return r.fromMetadata(origin, as, true)
 	case !errors.Is(err, discovery.ErrNotFound):
 		return nil, discoveryFailure(err)
 	}
@@ -124,11 +122,22 @@ func (r *resolver) pinnedEndpoints(ctx context.Context, pinned string) (*endpoin
 	if err != nil {
 		return nil, discoveryFailure(err)
 	}
+	return r.fromMetadata(pinned, as, false)
+}
+
+// fromMetadata turns validated authorization server metadata into
+// endpoints: a token endpoint that is not https is refused, a revocation
+// endpoint that is not https is left out (unless insecure_allow_http).
+func (r *resolver) fromMetadata(issuer string, as *discovery.AuthServerMetadata, discovered bool) (*endpoints, error) {
+	if !r.client.AllowHTTP && !strings.HasPrefix(as.TokenEndpoint, "https://") {
+		return nil, &untrustedError{kind: untrustedMetadata, msg: fmt.Sprintf("authorization server %s advertises a non-https token endpoint", issuer)}
+	}
 	revocation := as.RevocationEndpoint
 	if !r.client.AllowHTTP && !strings.HasPrefix(revocation, "https://") {
 		revocation = ""
 	}
-	ep := &endpoints{Issuer: pinned, TokenEndpoint: as.TokenEndpoint, RevocationEndpoint: revocation, AuthMethods: as.AuthMethods()}
+	ep := &endpoints{Issuer: issuer, TokenEndpoint: as.TokenEndpoint, RevocationEndpoint: revocation,
+		AuthMethods: as.AuthMethods(), ScopesSupported: as.ScopesSupported, discovered: discovered}
 	return ep.withFlow(as), nil
 }
 
@@ -182,7 +191,7 @@ func (r *resolver) resolve(ctx context.Context) (*endpoints, error) {
 
 func (r *resolver) discover(ctx context.Context) (*endpoints, error) {
 	issuer := r.issuer
-	var scopes, resourceScopes []string
+	var resourceScopes []string
 	discovered := issuer == ""
 	if issuer == "" {
 		r.mu.Lock()
@@ -199,34 +208,23 @@ func (r *resolver) discover(ctx context.Context) (*endpoints, error) {
 			return nil, &untrustedError{kind: untrustedMetadata, msg: fmt.Sprintf("protected resource metadata at %s names no authorization server", from)}
 		}
 		issuer = prm.AuthorizationServers[0]
-		scopes, resourceScopes = prm.ScopesSupported, prm.ScopesSupported
+		resourceScopes = prm.ScopesSupported
 		r.logger.Debug("discovered protected resource metadata", zap.String("url", from), zap.String("authorization_server", issuer))
 	}
 	as, err := r.client.AuthServer(ctx, issuer)
 	if err != nil {
 		return nil, discoveryFailure(err)
 	}
-	if !r.client.AllowHTTP && !strings.HasPrefix(as.TokenEndpoint, "https://") {
-		return nil, &untrustedError{kind: untrustedMetadata, msg: fmt.Sprintf("authorization server %s advertises a non-https token endpoint", issuer)}
+	ep, err := r.fromMetadata(issuer, as, discovered)
+	if err != nil {
+		return nil, err
 	}
-	revocation := as.RevocationEndpoint
-	if !r.client.AllowHTTP && !strings.HasPrefix(revocation, "https://") {
-		revocation = ""
+	if len(resourceScopes) > 0 {
+		ep.ScopesSupported = resourceScopes // the resource's, over the server's
 	}
-	if len(scopes) == 0 {
-		scopes = as.ScopesSupported
-	}
+	ep.ResourceScopes = resourceScopes
 	r.logger.Debug("discovered authorization server metadata", zap.String("issuer", issuer), zap.String("token_endpoint", as.TokenEndpoint))
-	ep := &endpoints{
-		Issuer:             issuer,
-		TokenEndpoint:      as.TokenEndpoint,
-		RevocationEndpoint: revocation,
-		AuthMethods:        as.AuthMethods(),
-		ScopesSupported:    scopes,
-		ResourceScopes:     resourceScopes,
-		discovered:         discovered,
-	}
-	return ep.withFlow(as), nil
+	return ep, nil
 }
 
 // noteChallenge records an upstream's challenge: a resource_metadata URL

@@ -52,7 +52,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if err != nil {
 		if h.needsAuthorization(err) {
-			return h.respondNeedsAuthorization(w, r, cred.Spec().Principal)
+			return h.respondNeedsAuthorization(w, r)
 		}
 		if !h.canLearnFromChallenge(err) {
 			return h.respondTokenError(w, r, cred, err)
@@ -100,7 +100,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			if tok != nil {
 				failed = tok.AccessToken
 			}
-			if h.noteChallenge(w.Header()) {
+			if h.resolver.noteChallenge(w.Header()) {
 				cred.ResetBackoff() // new metadata may fix a failed discovery
 			}
 			if !replayable {
@@ -122,7 +122,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				putInterceptor(ic)
 				resetHeader(w.Header(), origHeader)
 				if h.needsAuthorization(rerr) {
-					return h.respondNeedsAuthorization(w, r, cred.Spec().Principal)
+					return h.respondNeedsAuthorization(w, r)
 				}
 				return h.respondTokenError(w, r, cred, rerr)
 			}
@@ -139,7 +139,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			if !replayable || len(want) == 0 || tok == nil {
 				return h.passThrough(w, ic)
 			}
-			if outside := h.scopesOutsideBound(want); len(outside) > 0 && h.Grant == tokenstore.GrantClientCredentials {
+			outside := h.scopesOutsideBound(want)
+			if len(outside) > 0 && h.Grant == tokenstore.GrantClientCredentials {
 				putInterceptor(ic)
 				resetHeader(w.Header(), origHeader)
 				return h.respondStepUpError(w, cred, tok, want, fmt.Errorf("%w: %s", errScopeNotAllowed, strings.Join(outside, " ")))
@@ -150,12 +151,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			if serr != nil {
 				putInterceptor(ic)
 				resetHeader(w.Header(), origHeader)
-				if h.flow != nil && errors.Is(serr, tokenstore.ErrScopeNotGrantable) {
+				if h.flow != nil && errors.Is(serr, tokenstore.ErrScopeNotGrantable) && len(outside) == 0 {
 					// A user's consent can widen scope where a refresh
 					// cannot: ask for the union.
-					if outside := h.scopesOutsideBound(want); len(outside) == 0 {
-						return h.respondNeedsAuthorization(w, r, cred.Spec().Principal, want...)
-					}
+					return h.respondNeedsAuthorization(w, r, want...)
 				}
 				return h.respondStepUpError(w, cred, tok, want, serr)
 			}

@@ -42,7 +42,7 @@ func newTestHandler(tb testing.TB, backend tokenstore.Backend) *Handler {
 	h.holdFn = h.hold
 	h.expanded = expandedConfig{Resource: h.Resource, TokenEndpoint: h.TokenEndpoint, ClientID: "c1", ClientSecret: "s1"}
 	res := h.newResolver()
-	h.noteChallenge = res.noteChallenge
+	h.resolver = res
 	h.cred = m.Credential(tokenstore.Spec{Resource: h.Resource, ClientID: "c1", Grant: tokenstore.GrantClientCredentials, TokenEndpoint: h.TokenEndpoint},
 		&requester{client: &oauthclient.Client{}, resolver: res, creds: oauthclient.Credentials{ClientID: "c1", ClientSecret: "s1"}, resource: h.Resource, logger: zap.NewNop()})
 	if _, err := h.cred.Token(context.Background()); err != nil {

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"html"
 	"io"
@@ -122,4 +123,43 @@ func connect(t *testing.T, startURL, user string) (*http.Response, string) {
 	}
 	callback := consent(t, resp.Header.Get("Location"), user)
 	return step(t, http.MethodGet, callback, user, nil)
+}
+
+// rpcAnswer is a JSON-RPC answer carrying an MCP URL elicitation error.
+type rpcAnswer struct {
+	status int
+	ID     int `json:"id"`
+	Error  struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+		Data    struct {
+			Elicitations []struct{ Mode, ElicitationID, URL, Message string }
+		} `json:"data"`
+	} `json:"error"`
+}
+
+// postJSONRPC sends a JSON-RPC request as user at MCP revision
+// 2025-11-25 and returns the decoded answer and the raw body.
+func postJSONRPC(t *testing.T, u, user, rpc string) (rpcAnswer, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(rpc))
+	req.SetBasicAuth(user, password(user))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("MCP-Protocol-Version", "2025-11-25")
+	status, raw, _ := do(t, req)
+	var a rpcAnswer
+	if err := json.Unmarshal(raw, &a); err != nil {
+		a.ID = -1
+	}
+	a.status = status
+	return a, raw
+}
+
+// isURLElicitation: HTTP 200, JSON-RPC -32042 for request id, the URL in
+// the message and in exactly one url-mode elicitation.
+func (a rpcAnswer) isURLElicitation(id int, url string) bool {
+	e := a.Error
+	return a.status == http.StatusOK && a.ID == id && e.Code == -32042 && strings.Contains(e.Message, url) &&
+		len(e.Data.Elicitations) == 1 && e.Data.Elicitations[0].Mode == "url" && e.Data.Elicitations[0].URL == url
 }

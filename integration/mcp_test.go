@@ -144,26 +144,8 @@ func TestMCPClientThroughGateway(t *testing.T) {
 
 	// The same over the wire: a raw initialize at revision 2025-11-25.
 	rpc := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"v1"}}}`
-	req, _ := http.NewRequest(http.MethodPost, c.URL("/mcp"), strings.NewReader(rpc))
-	req.SetBasicAuth("alice", password("alice"))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("MCP-Protocol-Version", "2025-11-25")
-	status, raw, _ := do(t, req)
-	var answer struct {
-		ID    int `json:"id"`
-		Error struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
-			Data    struct {
-				Elicitations []struct{ Mode, URL string }
-			} `json:"data"`
-		} `json:"error"`
-	}
-	if status != http.StatusOK || json.Unmarshal(raw, &answer) != nil || answer.ID != 1 || answer.Error.Code != -32042 ||
-		!strings.Contains(answer.Error.Message, start) || len(answer.Error.Data.Elicitations) != 1 ||
-		answer.Error.Data.Elicitations[0].Mode != "url" || answer.Error.Data.Elicitations[0].URL != start {
-		t.Fatalf("raw initialize: %d %s", status, raw)
+	if answer, raw := postJSONRPC(t, c.URL("/mcp"), "alice", rpc); !answer.isURLElicitation(1, start) {
+		t.Fatalf("raw initialize: %s", raw)
 	}
 	if n := e.as.TokenRequests(""); n != 0 {
 		t.Fatalf("before consent: %d token requests", n)

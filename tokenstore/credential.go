@@ -106,36 +106,54 @@ func (c *Credential) Token(ctx context.Context) (*Token, error) {
 // Acquire is Token that also reports whether the cached token was used
 // (true) or the caller waited for one (false).
 func (c *Credential) Acquire(ctx context.Context) (tok *Token, cached bool, err error) {
-	if !c.used.Load() {
-		c.used.Store(true) // a load first: the common case writes nothing
-	}
-	if t := c.current.Load(); t != nil {
-		now := c.m.now()
-		if now.Before(t.refreshAt) {
-			return t, true, nil
-		}
-		if now.Before(t.usableUntil) {
-			c.refreshInBackground()
-			return t, true, nil
-		}
+	if t := c.cachedToken(); t != nil {
+		return t, true, nil
 	}
 	t, err := c.refresh(ctx, reasonExpiry, "", nil)
 	return t, false, err
 }
 
 // AcquireWithin is Acquire that waits at most wait for a token when none
-// is cached; the refresh itself goes on in the background. The hot path
+// is usable; the refresh itself goes on in the background. The hot path
 // (a cached token) allocates nothing for the bound.
 func (c *Credential) AcquireWithin(ctx context.Context, wait time.Duration) (tok *Token, cached bool, err error) {
-	if t := c.current.Load(); t != nil && c.m.now().Before(t.refreshAt) {
-		if !c.used.Load() {
-			c.used.Store(true)
-		}
+	if t := c.cachedToken(); t != nil {
 		return t, true, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	return c.Acquire(ctx)
+	t, err := c.refresh(ctx, reasonExpiry, "", nil)
+	return t, false, err
+}
+
+// cachedToken is the hot path: it marks the credential used and returns
+// the token requests may use now, starting one background refresh once
+// the token is past its refresh point; nil when requests must wait.
+func (c *Credential) cachedToken() *Token {
+	if !c.used.Load() {
+		c.used.Store(true) // a load first: the common case writes nothing
+	}
+	t := c.current.Load()
+	if t == nil {
+		return nil
+	}
+	now := c.m.now()
+	if now.Before(t.refreshAt) {
+		return t
+	}
+	if now.Before(t.usableUntil) {
+		c.refreshInBackground()
+		return t
+	}
+	return nil
+}
+
+// install makes tok the token requests use, arms its refresh timer and
+// records it in the bounded cache.
+func (c *Credential) install(tok *Token) {
+	c.current.Store(tok)
+	c.scheduleRefresh(tok)
+	c.m.touch(c)
 }
 
 // scheduleRefresh arms a timer at tok's refresh point: if the credential

@@ -320,13 +320,9 @@ func (m *Manager) onRemoteGeneration(id string, gen uint64) {
 }
 
 func (m *Manager) load(ctx context.Context, id string) (*Record, error) {
-	gen, data, err := m.backend.Get(ctx, id)
+	gen, plain, err := m.open(ctx, id)
 	if err != nil {
 		return nil, err
-	}
-	plain, err := m.codec.Open(id, data)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnreadable, err)
 	}
 	rec, err := decodeRecord(id, plain)
 	if err != nil {
@@ -334,6 +330,21 @@ func (m *Manager) load(ctx context.Context, id string) (*Record, error) {
 	}
 	rec.Generation = gen
 	return rec, nil
+}
+
+// open reads and decrypts what is stored under id: a credential record
+// or an auxiliary one (pending authorization, registration). Data that
+// exists but does not open is ErrUnreadable.
+func (m *Manager) open(ctx context.Context, id string) (uint64, []byte, error) {
+	gen, data, err := m.backend.Get(ctx, id)
+	if err != nil {
+		return 0, nil, err
+	}
+	plain, err := m.codec.Open(id, data)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: %w", ErrUnreadable, err)
+	}
+	return gen, plain, nil
 }
 
 func (m *Manager) save(ctx context.Context, rec *Record, prevGen uint64) error {

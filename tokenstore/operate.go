@@ -86,9 +86,7 @@ func (c *Credential) Authorized(ctx context.Context, res *TokenResult, issuer st
 	c.mu.Unlock()
 	tok := newToken(rec, c.m.opts.RefreshSkew)
 	tok.obtainedAt = now
-	c.current.Store(tok)
-	c.scheduleRefresh(tok)
-	c.m.touch(c)
+	c.install(tok)
 	c.m.hooks.refreshed(c, reasonInitial)
 	return nil
 }

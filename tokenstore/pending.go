@@ -121,13 +121,9 @@ func (m *Manager) putAux(ctx context.Context, id string, v any) error {
 
 // getAux reads the record under id into v.
 func (m *Manager) getAux(ctx context.Context, id string, v any) error {
-	_, data, err := m.backend.Get(ctx, id)
+	_, plain, err := m.open(ctx, id)
 	if err != nil {
 		return err
-	}
-	plain, err := m.codec.Open(id, data)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnreadable, err)
 	}
 	if err := json.Unmarshal(plain, v); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnreadable, err)

@@ -119,9 +119,7 @@ func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, er
 
 	tok := newToken(next, m.opts.RefreshSkew)
 	tok.obtainedAt, tok.reactive = now, reason == reasonReactive
-	c.current.Store(tok)
-	c.scheduleRefresh(tok)
-	m.touch(c)
+	c.install(tok)
 	c.mu.Lock()
 	c.failures, c.backoffUntil = 0, time.Time{}
 	c.mu.Unlock()
@@ -256,9 +254,7 @@ func (c *Credential) reconcile(ctx context.Context, failed string, want []string
 			t := newToken(stored, m.opts.RefreshSkew)
 			now := m.now()
 			if now.Before(t.usableUntil) && t.HasScopes(want) && (failed != "" || len(want) > 0 || now.Before(t.refreshAt)) {
-				c.current.Store(t)
-				c.scheduleRefresh(t)
-				m.touch(c)
+				c.install(t)
 				c.setState(StateHealthy, "")
 				m.hooks.adopted(c)
 				m.emit(c, "adopted", stored.Generation)
