@@ -126,14 +126,14 @@ unit:
 	OAUTHGW_CADDY=$(CURDIR)/bin/caddy-race $(GO) test -race -count=1 -timeout 20m ./...
 
 fuzz:
-	@# Two targets at a time, one worker each: the same fuzzing work in
-	@# half the wall time on two cores.
-	@printf '%s\n' $(FUZZ_TARGETS) | xargs -P 2 -I{} sh -c '\
-		pkg=$${0%%:*}; name=$${0##*:}; \
+	@# One target at a time: two concurrent fuzzing processes on two cores
+	@# made the coordinator miss its deadline ("context deadline
+	@# exceeded"), a failure of the tooling, not of the code.
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
 		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
-		$(GO) test -run="^$$" -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) -parallel 1 $$pkg >/tmp/fuzz-$$$$.log 2>&1 \
-			|| { cat /tmp/fuzz-$$$$.log; rm -f /tmp/fuzz-$$$$.log; exit 1; }; \
-		tail -1 /tmp/fuzz-$$$$.log; rm -f /tmp/fuzz-$$$$.log' {}
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	done
 
 # bench: Go benchmarks of the hot path and the store's memory, then a load
 # comparison against plain reverse_proxy on loopback (interleaved rounds)
