@@ -42,7 +42,7 @@ type authFlow struct {
 	params                                           url.Values
 	stateTTL                                         time.Duration
 
-	creds sync.Map // principal -> *tokenstore.Credential
+	users *tokenstore.Principals // each principal's credential
 }
 
 const defaultStateTTL = 10 * time.Minute
@@ -65,6 +65,7 @@ func newAuthFlow(h *Handler, req *requester, m *tokenstore.Manager, spec tokenst
 		cimdURL:        x.ClientMetadataURL,
 		params:         url.Values{},
 		stateTTL:       time.Duration(h.AuthorizationStateTTL),
+		users:          m.Principals(spec, req),
 	}
 	if f.stateTTL <= 0 {
 		f.stateTTL = defaultStateTTL
@@ -103,17 +104,7 @@ func (f *authFlow) credential(principal string) *tokenstore.Credential {
 	if principal == "" {
 		return f.h.cred
 	}
-	if c, ok := f.creds.Load(principal); ok {
-		return c.(*tokenstore.Credential)
-	}
-	spec := f.spec
-	spec.Principal = principal
-	c := f.manager.Credential(spec, f.req)
-	if actual, loaded := f.creds.LoadOrStore(principal, c); loaded {
-		f.manager.Release(c) // another request counted it first
-		return actual.(*tokenstore.Credential)
-	}
-	return c
+	return f.users.Credential(principal)
 }
 
 // release gives back every per-user credential (config unload).
@@ -121,10 +112,7 @@ func (f *authFlow) release() {
 	if f.h.cred != nil {
 		sharedFlows.CompareAndDelete(f.h.cred.ID(), f)
 	}
-	f.creds.Range(func(_, v any) bool {
-		f.manager.Release(v.(*tokenstore.Credential))
-		return true
-	})
+	f.users.Release()
 }
 
 // principalOf evaluates the principal placeholder for r.

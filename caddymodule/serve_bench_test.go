@@ -44,7 +44,7 @@ func newTestHandler(tb testing.TB, backend tokenstore.Backend) *Handler {
 	res := h.newResolver()
 	h.resolver = res
 	h.cred = m.Credential(tokenstore.Spec{Resource: h.Resource, ClientID: "c1", Grant: tokenstore.GrantClientCredentials, TokenEndpoint: h.TokenEndpoint},
-		&requester{client: &oauthclient.Client{}, resolver: res, creds: oauthclient.Credentials{ClientID: "c1", ClientSecret: "s1"}, resource: h.Resource, logger: zap.NewNop()})
+		&requester{client: &oauthclient.Client{}, resolver: res, creds: oauthclient.Credentials{ClientID: "c1", ClientSecret: "s1"}, auth: clientAuth{secret: true}, resource: h.Resource, logger: zap.NewNop()})
 	if _, err := h.cred.Token(context.Background()); err != nil {
 		tb.Fatal(err)
 	}

@@ -39,10 +39,14 @@ var ErrScopeNotGrantable = errors.New("tokenstore: this credential's grant canno
 // record, and the refresh machinery. Handlers hold a *Credential and call
 // Token on every request.
 type Credential struct {
-	id       string
-	spec     Spec
-	seedHash string
-	m        *Manager
+	id string
+	// spec is shared by every principal's credential of one handler
+	// (per-user credentials differ only in principal), so 100,000 users
+	// do not hold 100,000 copies of the configuration.
+	spec      *Spec
+	principal string
+	seedHash  string
+	m         *Manager
 
 	requester atomic.Pointer[requesterBox]
 	// current is the token requests use. Reading it is the whole hot path.
@@ -50,21 +54,30 @@ type Credential struct {
 	flight  singleflight.Group
 	// background is set while a proactive refresh is running.
 	background atomic.Bool
-	// used is set by requests; the refresh timer clears it. A credential
-	// nobody used during a token's lifetime is not refreshed ahead of time.
+	// used is set by requests; the refresh scheduler clears it. A
+	// credential nobody used during a token's lifetime is not refreshed
+	// ahead of time.
 	used atomic.Bool
-	// timer fires at the current token's refresh point.
-	timer atomic.Pointer[time.Timer]
 
-	// users and releasedAt are guarded by the manager's mutex.
+	// users and releasedAt (Unix nanoseconds, 0 while in use) are
+	// guarded by the manager's mutex.
 	users      int
-	releasedAt time.Time
+	releasedAt int64
 
-	mu           sync.Mutex
-	rec          *Record // latest record known here (persisted or pending)
-	storedGen    uint64  // generation last seen in the backend
-	pending      bool    // rec is newer than the backend: a write failed
-	persisting   bool    // a goroutine retries the pending write
+	mu        sync.Mutex
+	rec       *Record // latest record known here (persisted or pending)
+	storedGen uint64  // generation last seen in the backend
+	pending   bool    // rec is newer than the backend: a write failed
+	// persisting is set while a goroutine retries the pending write.
+	persisting bool
+	// health is nil while the credential is healthy with no failure to
+	// remember, which is nearly always: most credentials never carry it.
+	health *health
+}
+
+// health is what a credential remembers about failures (guarded by the
+// credential's mutex).
+type health struct {
 	state        State
 	lastErr      string
 	lastErrValue error // the error behind lastErr, for callers to inspect
@@ -75,6 +88,23 @@ type Credential struct {
 	// authorization for this (authorization-code) credential; requests
 	// until then are answered without reading it again.
 	unauthorizedUntil time.Time
+}
+
+// healthLocked returns the credential's health record, creating it; the
+// caller holds c.mu.
+func (c *Credential) healthLocked() *health {
+	if c.health == nil {
+		c.health = &health{state: StateHealthy}
+	}
+	return c.health
+}
+
+// stateLocked is the credential's state; the caller holds c.mu.
+func (c *Credential) stateLocked() State {
+	if c.health == nil || c.health.state == "" {
+		return StateHealthy
+	}
+	return c.health.state
 }
 
 // unauthorizedRecheck is how long "not authorized yet" is believed
@@ -88,7 +118,11 @@ type requesterBox struct{ r Requester }
 func (c *Credential) ID() string { return c.id }
 
 // Spec returns the credential's configuration.
-func (c *Credential) Spec() Spec { return c.spec }
+func (c *Credential) Spec() Spec {
+	s := *c.spec
+	s.Principal = c.principal
+	return s
+}
 
 // SetRequester replaces the Requester, e.g. after a config reload changed
 // the client secret.
@@ -137,48 +171,56 @@ func (c *Credential) cachedToken() *Token {
 	if t == nil {
 		return nil
 	}
-	now := c.m.now()
-	if now.Before(t.refreshAt) {
+	now := c.m.now().UnixNano()
+	if now < t.refreshAt {
 		return t
 	}
-	if now.Before(t.usableUntil) {
+	if now < t.usableUntil {
 		c.refreshInBackground()
 		return t
 	}
 	return nil
 }
 
-// install makes tok the token requests use, arms its refresh timer and
-// records it in the bounded cache.
+// install makes tok the token requests use, schedules its refresh point
+// and records it in the bounded cache.
 func (c *Credential) install(tok *Token) {
 	c.current.Store(tok)
+	c.mu.Lock()
+	if r := c.rec; r != nil && r.AccessToken == tok.AccessToken {
+		// Hold the access token once: the record takes the token's copy
+		// (the tail of its header) and its own is freed. Records are
+		// never changed in place (readers may hold one unlocked), so
+		// this is a new one.
+		shared := r.clone()
+		shared.AccessToken = tok.AccessToken
+		c.rec = shared
+	}
+	c.mu.Unlock()
 	c.scheduleRefresh(tok)
 	c.m.touch(c)
 }
 
-// scheduleRefresh arms a timer at tok's refresh point: if the credential
-// was used since the last timer, it is refreshed in the background then, so
-// requests after an idle spell shorter than the token's lifetime find a
-// fresh token. With a shared store the lock makes it one refresh per fleet
-// (the other instances adopt it).
+// scheduleRefresh asks the manager's scheduler to look at the credential
+// at tok's refresh point: if it was used since the last look, it is
+// refreshed in the background then, so requests after an idle spell
+// shorter than the token's lifetime find a fresh token. With a shared
+// store the lock makes it one refresh per fleet (the other instances
+// adopt it).
 func (c *Credential) scheduleRefresh(tok *Token) {
-	if tok.refreshAt.Equal(timeForever) {
+	if tok.refreshAt == timeForever {
 		return
 	}
-	wait := tok.refreshAt.Sub(c.m.now())
-	if wait < 0 {
-		wait = 0
+	c.m.scheduler.schedule(c, tok, time.Duration(tok.refreshAt-c.m.now().UnixNano()))
+}
+
+// atRefreshPoint runs when tok reaches its refresh point.
+func (c *Credential) atRefreshPoint(tok *Token) {
+	if c.m.ctx.Err() != nil || c.current.Load() != tok {
+		return // closed, evicted, or replaced meanwhile
 	}
-	t := time.AfterFunc(wait, func() {
-		if c.m.ctx.Err() != nil || c.current.Load() != tok {
-			return // closed, evicted, or replaced meanwhile
-		}
-		if c.used.Swap(false) {
-			c.refreshInBackground()
-		}
-	})
-	if old := c.timer.Swap(t); old != nil {
-		old.Stop()
+	if c.used.Swap(false) {
+		c.refreshInBackground()
 	}
 }
 
@@ -193,7 +235,7 @@ func (c *Credential) Cached() *Token { return c.current.Load() }
 // tokens, and the token endpoint must not follow it one to one.
 func (c *Credential) Invalidate(ctx context.Context, failed string) (*Token, error) {
 	if t := c.current.Load(); t != nil && failed != "" && t.AccessToken == failed && t.reactive &&
-		c.m.now().Sub(t.obtainedAt) < c.m.opts.ReactiveRefreshInterval {
+		time.Duration(c.m.now().UnixNano()-t.obtainedAt) < c.m.opts.ReactiveRefreshInterval {
 		c.m.hooks.rejectedAgain(c)
 		return nil, ErrRejectedAgain
 	}
@@ -207,7 +249,7 @@ func (c *Credential) StepUp(ctx context.Context, want []string, failed string) (
 	if c.spec.Grant != GrantClientCredentials {
 		return nil, ErrScopeNotGrantable
 	}
-	if t := c.current.Load(); t != nil && t.AccessToken != failed && t.HasScopes(want) && c.m.now().Before(t.usableUntil) {
+	if t := c.current.Load(); t != nil && t.AccessToken != failed && t.HasScopes(want) && c.m.now().UnixNano() < t.usableUntil {
 		return t, nil
 	}
 	held := c.spec.Scopes
@@ -285,7 +327,10 @@ type Status struct {
 func (c *Credential) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := Status{ID: c.id, Resource: c.spec.Resource, Principal: c.spec.Principal, Grant: c.spec.Grant, State: c.state, LastError: c.lastErr, Scopes: c.spec.Scopes}
+	s := Status{ID: c.id, Resource: c.spec.Resource, Principal: c.principal, Grant: c.spec.Grant, State: c.stateLocked(), Scopes: c.spec.Scopes}
+	if c.health != nil {
+		s.LastError = c.health.lastErr
+	}
 	if c.rec != nil {
 		// The scopes the current token was granted (as the server said,
 		// else as requested), also when they came from discovery.
@@ -293,9 +338,6 @@ func (c *Credential) Status() Status {
 	}
 	if t := c.current.Load(); t != nil && !t.Expiry.IsZero() {
 		s.Expiry = t.Expiry
-	}
-	if s.State == "" {
-		s.State = StateHealthy
 	}
 	return s
 }

@@ -244,14 +244,14 @@ func TestSeedOnlyUsedUntilStoreHasNewer(t *testing.T) {
 func TestRefreshWindowsScaleWithLifetime(t *testing.T) {
 	now := time.Unix(1000, 0)
 	tok := newToken(&Record{AccessToken: "x", IssuedAt: now, Expiry: now.Add(3 * time.Second)}, time.Minute)
-	if got := tok.refreshAt.Sub(now); got != 2400*time.Millisecond {
+	if got := time.Duration(tok.refreshAt - now.UnixNano()); got != 2400*time.Millisecond {
 		t.Fatalf("3s token refreshAt = %v, want 2.4s", got)
 	}
-	if got := tok.usableUntil.Sub(now); got != 2850*time.Millisecond {
+	if got := time.Duration(tok.usableUntil - now.UnixNano()); got != 2850*time.Millisecond {
 		t.Fatalf("3s token usableUntil = %v, want 2.85s", got)
 	}
 	tok = newToken(&Record{AccessToken: "x", IssuedAt: now, Expiry: now.Add(time.Hour)}, time.Minute)
-	if got := tok.refreshAt.Sub(now); got != 59*time.Minute {
+	if got := time.Duration(tok.refreshAt - now.UnixNano()); got != 59*time.Minute {
 		t.Fatalf("1h token refreshAt = %v, want 59m", got)
 	}
 }

@@ -50,11 +50,8 @@ func (m *Manager) emit(c *Credential, kind string, gen uint64) {
 		return
 	}
 	c.mu.Lock()
-	state := c.state
+	state := c.stateLocked()
 	c.mu.Unlock()
-	if state == "" {
-		state = StateHealthy
-	}
 	ev := Event{ID: c.id, Generation: gen, State: state, Kind: kind, Time: m.now()}
 	for ch := range m.events.subs {
 		select {

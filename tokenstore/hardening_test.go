@@ -277,10 +277,11 @@ func TestStepUpScopeCap(t *testing.T) {
 func TestTokenWithoutExpiryGetsAssumedLifetime(t *testing.T) {
 	now := time.Now()
 	tok := newToken(&Record{AccessToken: "x", IssuedAt: now}, time.Minute)
-	if !tok.refreshAt.Before(now.Add(AssumedLifetime)) || tok.refreshAt.Before(now) {
-		t.Fatalf("refreshAt %v, want within the assumed lifetime", tok.refreshAt.Sub(now))
+	refreshIn, usableFor := time.Duration(tok.refreshAt-now.UnixNano()), time.Duration(tok.usableUntil-now.UnixNano())
+	if refreshIn >= AssumedLifetime || refreshIn < 0 {
+		t.Fatalf("refreshAt %v, want within the assumed lifetime", refreshIn)
 	}
-	if !tok.usableUntil.Before(now.Add(AssumedLifetime)) {
-		t.Fatalf("usableUntil %v", tok.usableUntil.Sub(now))
+	if usableFor >= AssumedLifetime {
+		t.Fatalf("usableUntil %v", usableFor)
 	}
 }

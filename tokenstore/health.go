@@ -11,9 +11,10 @@ import (
 // fixes, and waits ConfigRetry before trying again.
 func (c *Credential) failSlow(err error) error {
 	c.mu.Lock()
-	c.failures++
-	c.state, c.lastErr, c.lastErrValue = StateBackoff, err.Error(), err
-	c.backoffUntil = c.m.now().Add(c.m.opts.ConfigRetry)
+	h := c.healthLocked()
+	h.failures++
+	h.state, h.lastErr, h.lastErrValue = StateBackoff, err.Error(), err
+	h.backoffUntil = c.m.now().Add(c.m.opts.ConfigRetry)
 	c.mu.Unlock()
 	c.m.logger.Error("credential needs a configuration or operator change; retrying slowly", c.m.logFields(c, "error", err.Error(),
 		"retry_in", c.m.opts.ConfigRetry.String())...)
@@ -22,16 +23,17 @@ func (c *Credential) failSlow(err error) error {
 
 func (c *Credential) markDead(reason string, fresh, revoked bool) error {
 	c.mu.Lock()
-	c.state, c.lastErr = StateDead, reason
+	h := c.healthLocked()
+	h.state, h.lastErr = StateDead, reason
 	if revoked {
-		c.lastErrValue = fmt.Errorf("%w: %s", ErrRevoked, reason)
+		h.lastErrValue = fmt.Errorf("%w: %s", ErrRevoked, reason)
 	}
-	errVal := c.lastErrValue
-	c.deadCheckAt = c.m.now().Add(c.m.opts.DeadRecheck)
+	errVal := h.lastErrValue
+	h.deadCheckAt = c.m.now().Add(c.m.opts.DeadRecheck)
 	if c.spec.Grant == GrantClientCredentials {
 		// Nothing is spent by asking again later (a rotated client secret
 		// may have been fixed at the server), but not on every request.
-		c.deadCheckAt = c.m.now().Add(c.m.opts.DeadRetryClientCredentials)
+		h.deadCheckAt = c.m.now().Add(c.m.opts.DeadRetryClientCredentials)
 	}
 	c.mu.Unlock()
 	if fresh {
@@ -51,14 +53,15 @@ func (c *Credential) markDead(reason string, fresh, revoked bool) error {
 
 func (c *Credential) failTransient(err error, retryAfter time.Duration) error {
 	c.mu.Lock()
-	c.failures++
-	wait := c.m.opts.BackoffBase << min(c.failures-1, 10)
+	h := c.healthLocked()
+	h.failures++
+	wait := c.m.opts.BackoffBase << min(h.failures-1, 10)
 	wait = min(wait, c.m.opts.BackoffMax)
 	if retryAfter > wait {
 		wait = min(retryAfter, c.m.opts.BackoffMax)
 	}
-	c.state, c.lastErr, c.lastErrValue = StateBackoff, err.Error(), err
-	c.backoffUntil = c.m.now().Add(wait)
+	h.state, h.lastErr, h.lastErrValue = StateBackoff, err.Error(), err
+	h.backoffUntil = c.m.now().Add(wait)
 	c.mu.Unlock()
 	c.m.logger.Warn("token refresh failed; backing off", c.m.logFields(c, "error", err.Error(), "backoff", wait.String())...)
 	return fmt.Errorf("%w: %w", ErrBackoff, err)
@@ -66,9 +69,20 @@ func (c *Credential) failTransient(err error, retryAfter time.Duration) error {
 
 func (c *Credential) setState(s State, lastErr string) {
 	c.mu.Lock()
-	c.state = s
-	if s == StateHealthy {
-		c.lastErr, c.lastErrValue = lastErr, nil
+	defer c.mu.Unlock()
+	if c.health == nil && s == StateHealthy && lastErr == "" {
+		return // nothing to remember
 	}
-	c.mu.Unlock()
+	h := c.healthLocked()
+	h.state = s
+	if s == StateHealthy {
+		h.lastErr, h.lastErrValue = lastErr, nil
+	}
+	if *h == (health{state: StateHealthy}) {
+		c.health = nil
+	}
 }
+
+// recovered forgets every failure: a token was obtained or the record
+// replaced. The caller holds c.mu.
+func (c *Credential) recoveredLocked() { c.health = nil }

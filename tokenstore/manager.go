@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,6 +119,11 @@ type Manager struct {
 	// credentials do not contend on it; eviction drops the token, and the
 	// next request reloads it from the store.
 	lru *lru.Cache[string, *Credential]
+	// scheduler runs every credential's proactive refresh checks.
+	scheduler *refreshScheduler
+	// specs interns the configuration shared by per-user credentials
+	// (guarded by mu); see internSpec.
+	specs map[string]*Spec
 }
 
 // NewManager returns a Manager over backend. codec may be nil (PlainCodec).
@@ -136,6 +142,9 @@ func NewManager(backend Backend, codec Codec, logger *zap.Logger, opts Options) 
 		opts:    opts,
 		now:     opts.Now,
 		creds:   make(map[string]*Credential),
+		specs:   make(map[string]*Spec),
+
+		scheduler: newRefreshScheduler(),
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	cache, err := lru.NewWithEvict(opts.CacheSize, func(_ string, c *Credential) {
@@ -163,12 +172,18 @@ func (m *Manager) SetHooks(h Hooks) { m.hooks = h }
 // use. A credential whose configuration changed (another seed, scopes) is
 // replaced; its requester is updated either way.
 func (m *Manager) Credential(spec Spec, r Requester) *Credential {
+	return m.credential(spec, &requesterBox{r})
+}
+
+// credential is Credential with the requester already boxed, so that the
+// credentials of a Principals set share one box.
+func (m *Manager) credential(spec Spec, box *requesterBox) *Credential {
 	id := spec.ID()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c := m.creds[id]
 	if c == nil || c.seedHash != spec.seedHash() || !slices.Equal(c.spec.Scopes, spec.Scopes) {
-		next := &Credential{id: id, spec: spec, seedHash: spec.seedHash(), m: m}
+		next := &Credential{id: id, spec: m.internSpec(spec), principal: spec.Principal, seedHash: spec.seedHash(), m: m}
 		if c != nil {
 			next.users = c.users // the old config's handlers still count
 		}
@@ -176,9 +191,27 @@ func (m *Manager) Credential(spec Spec, r Requester) *Credential {
 		m.creds[id] = c
 	}
 	c.users++
-	c.releasedAt = time.Time{}
-	c.SetRequester(r)
+	c.releasedAt = 0
+	c.requester.Store(box)
 	return c
+}
+
+// internSpec returns a shared copy of spec without its principal: the
+// per-user credentials of one handler differ only in principal. The
+// table is bounded; clearing it only costs later credentials a copy of
+// their own. The caller holds m.mu.
+func (m *Manager) internSpec(spec Spec) *Spec {
+	spec.Principal = ""
+	key := strings.Join(append([]string{spec.ID(), spec.seedHash()}, spec.Scopes...), "\x00")
+	if s := m.specs[key]; s != nil {
+		return s
+	}
+	if len(m.specs) >= 256 {
+		clear(m.specs)
+	}
+	s := &spec
+	m.specs[key] = s
+	return s
 }
 
 // Release says one user (a handler of an unloaded config) no longer needs
@@ -189,7 +222,7 @@ func (m *Manager) Release(c *Credential) {
 	if cur := m.creds[c.id]; cur != nil && cur.users > 0 {
 		cur.users--
 		if cur.users == 0 {
-			cur.releasedAt = m.now()
+			cur.releasedAt = m.now().UnixNano()
 		}
 	}
 }
@@ -203,7 +236,7 @@ func (m *Manager) collect(ctx context.Context) {
 	m.mu.Lock()
 	var expired []*Credential
 	for id, c := range m.creds {
-		if c.users == 0 && !c.releasedAt.IsZero() && now.Sub(c.releasedAt) > m.opts.ReleasedGrace {
+		if c.users == 0 && c.releasedAt != 0 && time.Duration(now.UnixNano()-c.releasedAt) > m.opts.ReleasedGrace {
 			c.mu.Lock()
 			pending := c.pending
 			c.mu.Unlock()
@@ -258,6 +291,7 @@ func (m *Manager) Credentials() []*Credential {
 // Close stops background work and closes the backend.
 func (m *Manager) Close() error {
 	m.cancel()
+	m.scheduler.close()
 	return m.backend.Close()
 }
 
@@ -269,9 +303,6 @@ func (m *Manager) touch(c *Credential) { m.lru.Add(c.id, c) }
 // kept, since it may hold the only copy of a refresh token.
 func (c *Credential) evict() {
 	c.current.Store(nil)
-	if t := c.timer.Swap(nil); t != nil {
-		t.Stop()
-	}
 	c.mu.Lock()
 	if !c.pending {
 		c.rec = nil
@@ -306,7 +337,7 @@ func (m *Manager) onRemoteGeneration(id string, gen uint64) {
 			return
 		}
 		fresh := newToken(rec, m.opts.RefreshSkew)
-		if m.now().Before(fresh.usableUntil) && c.current.CompareAndSwap(t, fresh) {
+		if m.now().UnixNano() < fresh.usableUntil && c.current.CompareAndSwap(t, fresh) {
 			c.scheduleRefresh(fresh)
 			c.mu.Lock()
 			if !c.pending {

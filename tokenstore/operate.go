@@ -22,10 +22,10 @@ type Revoker interface {
 // ForceRefresh obtains a new token now, whatever the cached one's expiry.
 func (c *Credential) ForceRefresh(ctx context.Context) (*Token, error) {
 	c.mu.Lock()
-	if c.state == StateDead || c.state == StateBackoff {
+	if s := c.stateLocked(); s == StateDead || s == StateBackoff {
 		// An operator asking explicitly overrides the wait (not the
 		// rule that a rejected refresh token is never re-sent).
-		c.deadCheckAt, c.backoffUntil = time.Time{}, time.Time{}
+		c.health.deadCheckAt, c.health.backoffUntil = time.Time{}, time.Time{}
 	}
 	c.mu.Unlock()
 	failed := ""
@@ -85,7 +85,7 @@ func (c *Credential) Authorized(ctx context.Context, res *TokenResult, issuer st
 	rec := c.rec.clone()
 	c.mu.Unlock()
 	tok := newToken(rec, c.m.opts.RefreshSkew)
-	tok.obtainedAt = now
+	tok.obtainedAt = now.UnixNano()
 	c.install(tok)
 	c.m.hooks.refreshed(c, reasonInitial)
 	return nil
@@ -252,11 +252,11 @@ func (c *Credential) rewrite(ctx context.Context, kind string, change func(*Reco
 	c.current.Store(nil)
 	c.mu.Lock()
 	c.rec, c.pending, c.storedGen = next, false, next.Generation
-	c.state, c.lastErr, c.lastErrValue, c.failures = StateHealthy, "", nil, 0
-	c.deadCheckAt, c.backoffUntil, c.unauthorizedUntil = time.Time{}, time.Time{}, time.Time{}
+	c.recoveredLocked()
 	if next.Dead {
-		c.state, c.lastErr = StateDead, next.LastError
-		c.deadCheckAt = c.m.now().Add(c.m.opts.DeadRecheck)
+		h := c.healthLocked()
+		h.state, h.lastErr = StateDead, next.LastError
+		h.deadCheckAt = c.m.now().Add(c.m.opts.DeadRecheck)
 	}
 	c.mu.Unlock()
 	c.m.publish(c, next.Generation)
@@ -269,8 +269,8 @@ func (c *Credential) rewrite(ctx context.Context, kind string, change func(*Reco
 // metadata), so the next request tries again instead of waiting.
 func (c *Credential) ResetBackoff() {
 	c.mu.Lock()
-	if c.state == StateBackoff {
-		c.backoffUntil = time.Time{}
+	if c.stateLocked() == StateBackoff {
+		c.health.backoffUntil = time.Time{}
 	}
 	c.mu.Unlock()
 }

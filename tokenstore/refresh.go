@@ -70,7 +70,7 @@ func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, er
 		req.RefreshToken = base.RefreshToken
 		if req.RefreshToken == "" && c.spec.Grant == GrantAuthorizationCode {
 			c.mu.Lock()
-			c.unauthorizedUntil = m.now().Add(unauthorizedRecheck)
+			c.healthLocked().unauthorizedUntil = m.now().Add(unauthorizedRecheck)
 			c.mu.Unlock()
 			return nil, ErrNeedsAuthorization
 		}
@@ -118,12 +118,11 @@ func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, er
 	c.persist(ctx, next, storedGen)
 
 	tok := newToken(next, m.opts.RefreshSkew)
-	tok.obtainedAt, tok.reactive = now, reason == reasonReactive
+	tok.obtainedAt, tok.reactive = now.UnixNano(), reason == reasonReactive
 	c.install(tok)
 	c.mu.Lock()
-	c.failures, c.backoffUntil = 0, time.Time{}
+	c.recoveredLocked()
 	c.mu.Unlock()
-	c.setState(StateHealthy, "")
 	m.hooks.refreshed(c, reason)
 	m.emit(c, "refreshed", next.Generation)
 	m.logger.Debug("obtained token", m.logFields(c,
@@ -141,8 +140,8 @@ func (c *Credential) reusable(failed string, want []string) *Token {
 	if t == nil {
 		return nil
 	}
-	now := c.m.now()
-	if !now.Before(t.usableUntil) || !t.HasScopes(want) {
+	now := c.m.now().UnixNano()
+	if now >= t.usableUntil || !t.HasScopes(want) {
 		return nil
 	}
 	if failed != "" {
@@ -151,7 +150,7 @@ func (c *Credential) reusable(failed string, want []string) *Token {
 		}
 		return nil
 	}
-	if len(want) > 0 || now.Before(t.refreshAt) {
+	if len(want) > 0 || now < t.refreshAt {
 		return t
 	}
 	return nil
@@ -161,28 +160,32 @@ func (c *Credential) reusable(failed string, want []string) *Token {
 func (c *Credential) gate() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	h := c.health
+	if h == nil {
+		return nil
+	}
 	now := c.m.now()
-	if now.Before(c.unauthorizedUntil) {
+	if now.Before(h.unauthorizedUntil) {
 		return ErrNeedsAuthorization
 	}
-	switch c.state {
+	switch h.state {
 	case StateDead:
-		if now.Before(c.deadCheckAt) {
-			if c.lastErrValue != nil {
-				return fmt.Errorf("%w: %w", ErrDead, c.lastErrValue)
+		if now.Before(h.deadCheckAt) {
+			if h.lastErrValue != nil {
+				return fmt.Errorf("%w: %w", ErrDead, h.lastErrValue)
 			}
-			return fmt.Errorf("%w: %s", ErrDead, c.lastErr)
+			return fmt.Errorf("%w: %s", ErrDead, h.lastErr)
 		}
 		// Time to look again: the store may hold a newer credential
 		// (another instance or an operator re-seeded it). reconcile
 		// decides; a still-dead record is not presented again.
-		c.deadCheckAt = now.Add(c.m.opts.DeadRecheck)
+		h.deadCheckAt = now.Add(c.m.opts.DeadRecheck)
 	case StateBackoff:
-		if now.Before(c.backoffUntil) {
-			if c.lastErrValue != nil {
-				return fmt.Errorf("%w for %s: %w", ErrBackoff, c.backoffUntil.Sub(now).Round(time.Millisecond), c.lastErrValue)
+		if now.Before(h.backoffUntil) {
+			if h.lastErrValue != nil {
+				return fmt.Errorf("%w for %s: %w", ErrBackoff, h.backoffUntil.Sub(now).Round(time.Millisecond), h.lastErrValue)
 			}
-			return fmt.Errorf("%w for %s: %s", ErrBackoff, c.backoffUntil.Sub(now).Round(time.Millisecond), c.lastErr)
+			return fmt.Errorf("%w for %s: %s", ErrBackoff, h.backoffUntil.Sub(now).Round(time.Millisecond), h.lastErr)
 		}
 	}
 	return nil
@@ -252,8 +255,8 @@ func (c *Credential) reconcile(ctx context.Context, failed string, want []string
 		c.mu.Unlock()
 		if stored.AccessToken != "" && stored.AccessToken != failed {
 			t := newToken(stored, m.opts.RefreshSkew)
-			now := m.now()
-			if now.Before(t.usableUntil) && t.HasScopes(want) && (failed != "" || len(want) > 0 || now.Before(t.refreshAt)) {
+			now := m.now().UnixNano()
+			if now < t.usableUntil && t.HasScopes(want) && (failed != "" || len(want) > 0 || now < t.refreshAt) {
 				c.install(t)
 				c.setState(StateHealthy, "")
 				m.hooks.adopted(c)
@@ -334,7 +337,7 @@ func (c *Credential) handleRequestError(ctx context.Context, base *Record, store
 			c.persist(ctx, dead, storedGen)
 		}
 		c.mu.Lock()
-		c.lastErrValue = err
+		c.healthLocked().lastErrValue = err
 		c.mu.Unlock()
 		return c.markDead(err.Error(), true, false)
 	case isTransient(err):
