@@ -17,6 +17,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/oauthgw/caddy-oauth-gateway/internal/fakeoauth"
 )
 
 func TestSubjectTokenTypeURN(t *testing.T) {
@@ -193,6 +195,63 @@ func TestSubjectOf(t *testing.T) {
 	} {
 		if sub, got, ok := SubjectOf(tok); ok || sub != "" || !got.IsZero() {
 			t.Errorf("%s: %q %v %v", name, sub, got, ok)
+		}
+	}
+}
+
+// The whole enterprise-managed authorization flow (PROTOCOL.md §11)
+// through this client: ID token -> ID-JAG at the IdP -> access token at
+// the resource's authorization server, for the user of the ID token.
+func TestIDJAGFlowAgainstFakes(t *testing.T) {
+	idp, err := fakeoauth.StartIdP(fakeoauth.IdPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idp.Close()
+	idp.AddClient("gateway", "idp-secret")
+	as, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer as.Close()
+	as.AddClient("gateway", "as-secret")
+	as.TrustIDJAG(idp.Issuer(), idp.JWKSURL())
+	const resource = "https://mcp.example/mcp"
+
+	c := &Client{}
+	ctx := context.Background()
+	for _, user := range []string{"alice", "bob"} {
+		idToken := idp.IDToken(user, time.Hour)
+		if sub, _, ok := SubjectOf(idToken); !ok || sub != user {
+			t.Fatalf("SubjectOf(ID token) = %q %v", sub, ok)
+		}
+		jag, err := c.Token(ctx, Credentials{ClientID: "gateway", ClientSecret: "idp-secret"}, Request{
+			TokenEndpoint: idp.TokenURL(), Grant: GrantTokenExchange,
+			SubjectToken: idToken, SubjectTokenType: TokenTypeIDToken, RequestedTokenType: TokenTypeIDJAG,
+			Audience: as.Issuer(), Resource: resource,
+		})
+		if err != nil {
+			t.Fatalf("%s at the IdP: %v", user, err)
+		}
+		if jag.IssuedTokenType != TokenTypeIDJAG || jag.TokenType != "N_A" {
+			t.Fatalf("%s: IdP answer %+v", user, jag)
+		}
+		at, err := c.Token(ctx, Credentials{ClientID: "gateway", ClientSecret: "as-secret", AuthMethod: AuthPost}, Request{
+			TokenEndpoint: as.TokenURL(), Grant: GrantJWTBearer, Assertion: jag.AccessToken, Resource: resource, Scopes: []string{"read"},
+		})
+		if err != nil {
+			t.Fatalf("%s at the AS: %v", user, err)
+		}
+		if got := as.SubjectOf(at.AccessToken); got != user || at.RefreshToken != "" {
+			t.Fatalf("%s: subject %q, refresh token %v", user, got, at.RefreshToken != "")
+		}
+		// The ID-JAG is single-use; the refusal names no token.
+		_, err = c.Token(ctx, Credentials{ClientID: "gateway", ClientSecret: "as-secret"}, Request{
+			TokenEndpoint: as.TokenURL(), Grant: GrantJWTBearer, Assertion: jag.AccessToken, Resource: resource,
+		})
+		var oe *Error
+		if !errors.As(err, &oe) || oe.Err.Code != "invalid_grant" || strings.Contains(err.Error(), jag.AccessToken) {
+			t.Fatalf("%s: replay: %v", user, err)
 		}
 	}
 }
