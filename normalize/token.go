@@ -19,6 +19,10 @@ type TokenResponse struct {
 	RefreshToken string
 	Scope        string
 	IDToken      string
+	// IssuedTokenType is RFC 8693 §2.2.1 issued_token_type, the type URN
+	// of what a token exchange issued in AccessToken (which, with
+	// token_type "N_A", need not be an access token: an ID-JAG is not).
+	IssuedTokenType string
 	// ExpiresIn is in seconds; HasExpiresIn is false when the server did
 	// not say (Salesforce) or gave a lifetime that is not positive, and
 	// the token is refreshed only reactively.
@@ -194,6 +198,7 @@ func tokenFromFields(status int, f map[string]any) (*TokenResponse, *Error) {
 	}
 	t.Scope, _ = f["scope"].(string)
 	t.IDToken, _ = f["id_token"].(string)
+	t.IssuedTokenType, _ = f["issued_token_type"].(string)
 	if v, ok := f["expires_in"]; ok {
 		// A non-positive lifetime says nothing usable: treat it as absent.
 		if n, ok := parseSeconds(v); ok && n > 0 {
@@ -202,7 +207,7 @@ func tokenFromFields(status int, f map[string]any) (*TokenResponse, *Error) {
 	}
 	for k, v := range f {
 		switch k {
-		case "access_token", "token_type", "refresh_token", "scope", "id_token", "expires_in":
+		case "access_token", "token_type", "refresh_token", "scope", "id_token", "expires_in", "issued_token_type":
 		default:
 			t.Extra[k] = v
 		}

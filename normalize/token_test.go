@@ -230,3 +230,23 @@ func TestTokenEndpointExpiresIn(t *testing.T) {
 		}
 	}
 }
+
+// An RFC 8693 answer (the ID-JAG of PROTOCOL.md §11) is a success: token
+// type N_A is kept as sent, and issued_token_type is surfaced.
+func TestTokenExchangeResponse(t *testing.T) {
+	body := `{"access_token":"eyJhbGciOiJFUzI1NiJ9.e30.c2ln","issued_token_type":"urn:ietf:params:oauth:token-type:id-jag","token_type":"N_A","expires_in":300}`
+	tok, e := TokenEndpoint(200, hdr("Content-Type", jsonCT), []byte(body), nil)
+	if e != nil {
+		t.Fatalf("error %v", e)
+	}
+	if tok.TokenType != "N_A" || tok.IssuedTokenType != "urn:ietf:params:oauth:token-type:id-jag" || tok.ExpiresIn != 300 || !tok.HasExpiresIn {
+		t.Fatalf("token %+v", tok)
+	}
+	if _, ok := tok.Extra["issued_token_type"]; ok {
+		t.Fatal("issued_token_type also in Extra")
+	}
+	tok, e = TokenEndpoint(200, hdr("Content-Type", jsonCT), []byte(`{"access_token":"a","token_type":"bearer"}`), nil)
+	if e != nil || tok.IssuedTokenType != "" || tok.TokenType != "Bearer" {
+		t.Fatalf("ordinary response: %+v %v", tok, e)
+	}
+}

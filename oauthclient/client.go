@@ -86,7 +86,14 @@ type Request struct {
 	// Assertion is the jwt-bearer grant's `assertion` (RFC 7523 §2.1),
 	// sent when set and scrubbed from server text like a token.
 	Assertion string
-	Scopes    []string
+	// SubjectToken, SubjectTokenType, RequestedTokenType and Audience are
+	// the RFC 8693 §2.1 token exchange parameters (GrantTokenExchange),
+	// each sent when set; the subject token is scrubbed like Assertion.
+	SubjectToken       string
+	SubjectTokenType   string
+	RequestedTokenType string
+	Audience           string
+	Scopes             []string
 	// Resource is sent as RFC 8707 `resource`, exactly as given.
 	Resource string
 	// Extra parameters, for grants and extensions this package does not name.
@@ -115,6 +122,7 @@ func (c *Client) Token(ctx context.Context, creds Credentials, req Request) (*no
 	if req.Code != "" {
 		form.Set("code", req.Code)
 	}
+	setExchange(form, req)
 	if req.RedirectURI != "" {
 		form.Set("redirect_uri", req.RedirectURI)
 	}
@@ -139,7 +147,7 @@ func (c *Client) Token(ctx context.Context, creds Credentials, req Request) (*no
 	tok, oerr := normalize.TokenEndpoint(status, header, body, c.Aliases)
 	if oerr != nil {
 		// Server text reaches logs and clients: strip anything it echoed.
-		scrubError(oerr, creds, req.RefreshToken, req.Code, req.CodeVerifier, req.Assertion, assertion)
+		scrubError(oerr, creds, req.RefreshToken, req.Code, req.CodeVerifier, req.Assertion, req.SubjectToken, assertion)
 		return nil, &Error{Endpoint: redact.URL(req.TokenEndpoint), Err: oerr}
 	}
 	return tok, nil

@@ -50,6 +50,13 @@ type AuthServerOptions struct {
 	// grant (RFC 7523 §2.1) accepts, e.g. a cluster's service-account
 	// token signer.
 	JWTBearerKeys jose.JSONWebKeySet
+	// TrustedIDJAGIssuers maps the issuer of each trusted enterprise IdP
+	// to its JWKS URL: its ID-JAGs are accepted as jwt-bearer assertions
+	// and its JWTs as token-exchange subject tokens (see TrustIDJAG).
+	TrustedIDJAGIssuers map[string]string
+	// TokenExchangeAudiences are the aud values, besides the issuer, that
+	// a token-exchange subject JWT may carry (an ID token's client id).
+	TokenExchangeAudiences []string
 	// ScopesSupported is advertised in the metadata (default read write admin).
 	ScopesSupported []string
 	// RejectResource answers a token request carrying both an RFC 8707
@@ -136,6 +143,8 @@ type AuthServer struct {
 
 	assertions []AssertionRecord
 	jtis       map[string]bool // client_id NUL jti of accepted assertions
+
+	idjag *idjagState // trusted IdPs, ID-JAG jtis, token exchange (idjag.go)
 }
 
 // TokenRequestLog is what the server saw of one token request. It holds

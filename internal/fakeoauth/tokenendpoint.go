@@ -62,6 +62,7 @@ func (a *AuthServer) serveToken(w http.ResponseWriter, r *http.Request) {
 	// A private_key_jwt client's JWKS, when stale, is fetched now, outside
 	// the lock.
 	a.refreshJWKS(r.Context(), r)
+	a.refreshIssuerKeys(r.Context(), r) // a trusted IdP's, for ID-JAGs
 
 	// Everything from here to the answer is one critical section, so
 	// concurrent refreshes with one rotating token race as they would at
@@ -116,6 +117,9 @@ func (a *AuthServer) grant(r *http.Request, entry *TokenRequestLog) tokenReply {
 			"AADSTS901002: The 'resource' request parameter is not supported. Trace ID: 7f1c Correlation ID: 9a2e")
 	}
 	requested := strings.Fields(r.PostForm.Get("scope"))
+	if reply, ok := a.assertionGrants(auth.id, r.PostForm, requested, entry.Resource); ok {
+		return reply // ID-JAG and token exchange (idjag.go)
+	}
 	switch entry.Grant {
 	case "client_credentials":
 		if auth.method == methodNone {
