@@ -51,7 +51,19 @@ func NewDPoPKey() (*DPoPKey, error) {
 }
 
 func newDPoPKey(priv *ecdsa.PrivateKey) (*DPoPKey, error) {
-	opts := (&jose.SignerOptions{EmbedJWK: true}).WithType(dpopType)
+	// The public JWK is encoded by go-jose once, here, and handed to the
+	// signer as a ready header value: with EmbedJWK the signer would
+	// re-encode it twice per proof, a third of the cost of a proof
+	// besides the signature itself. The bytes are the same.
+	pub := jose.JSONWebKey{Key: &priv.PublicKey}
+	if !pub.Valid() {
+		return nil, errors.New("oauthclient: DPoP key: invalid public key")
+	}
+	jwk, err := pub.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("oauthclient: DPoP key: %w", err)
+	}
+	opts := (&jose.SignerOptions{}).WithType(dpopType).WithHeader(jose.HeaderKey("jwk"), json.RawMessage(jwk))
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: priv}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("oauthclient: DPoP key: %w", err)
