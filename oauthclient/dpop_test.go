@@ -21,6 +21,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/oauthgw/caddy-oauth-gateway/internal/fakeoauth"
 )
 
 // proofClaims are the claims a test decodes from a proof.
@@ -500,4 +502,82 @@ func BenchmarkDPoPProof(b *testing.B) {
 			}
 		})
 	})
+}
+
+// TestDPoPAgainstFakeServers runs the client's proofs past the fake
+// servers' own verification (a separate go-jose code path).
+func TestDPoPAgainstFakeServers(t *testing.T) {
+	as, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{DPoPNonce: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer as.Close()
+	as.AddClient("c1", "s1")
+	up, err := fakeoauth.StartUpstream(fakeoauth.UpstreamOptions{AuthServer: as, DPoPNonce: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	k, _ := NewDPoPKey()
+	c := &Client{DPoPNonces: &DPoPNonces{}}
+	token := func() string {
+		t.Helper()
+		tok, err := c.Token(context.Background(), Credentials{ClientID: "c1", ClientSecret: "s1"},
+			Request{TokenEndpoint: as.TokenURL(), Grant: "client_credentials", Resource: up.Resource(), DPoP: k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok.TokenType != "DPoP" || as.BoundKey(tok.AccessToken) != k.Thumbprint() {
+			t.Fatalf("token type %q bound to %q", tok.TokenType, as.BoundKey(tok.AccessToken))
+		}
+		return tok.AccessToken
+	}
+	at := token()
+	if n := as.TokenRequests(""); n != 2 {
+		t.Fatalf("%d token requests, want 2 (nonce round trip)", n)
+	}
+	token() // the nonce adopted from the 200 is sent at once
+	if n := as.TokenRequests(""); n != 3 {
+		t.Fatalf("%d token requests, want 3", n)
+	}
+	as.RotateDPoPNonce()
+	token()
+	if n := as.TokenRequests(""); n != 5 {
+		t.Fatalf("%d token requests, want 5", n)
+	}
+	if v, f := as.DPoPStats(); v != 3 || len(f) != 0 {
+		t.Fatalf("AS stats %d %v", v, f)
+	}
+
+	// At the resource: ath, htu without the query, and the nonce dance
+	// through UseDPoPNonce.
+	var nonces DPoPNonces
+	target := up.URL() + "/echo?x=1"
+	get := func() *http.Response {
+		proof, err := k.Proof(http.MethodGet, target, at, nonces.Get(OriginOf(target)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodGet, target, nil)
+		req.Header.Set("Authorization", "DPoP "+at)
+		req.Header.Set("DPoP", proof)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp
+	}
+	resp := get()
+	n, ok := UseDPoPNonce(resp.StatusCode, resp.Header, nil)
+	if !ok {
+		t.Fatalf("first request: %d %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	nonces.Set(OriginOf(target), n)
+	if resp := get(); resp.StatusCode != 200 {
+		t.Fatalf("with nonce: %d %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	if v, distinct, f := up.DPoPStats(); v != 1 || distinct != 2 || len(f) != 0 {
+		t.Fatalf("upstream stats %d %d %v", v, distinct, f)
+	}
 }

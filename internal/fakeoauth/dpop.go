@@ -62,19 +62,23 @@ func (s *dpopState) fail(reason string) string {
 
 // judge checks the stateful parts of p: jti replay, then the nonce when
 // required. It returns a failure reason, or useNonce when the proof is
-// good but lacks the current nonce. p's jti is remembered either way, so
-// that a proof is never accepted twice.
+// good but lacks the current nonce. The jti of a proof whose signature
+// verified is remembered whatever the outcome, so that no signed proof
+// is ever accepted twice.
 func (s *dpopState) judge(p *dpopProof, requireNonce bool) (reason string, useNonce bool) {
-	if p.reason != "" {
-		return s.fail(p.reason), false
-	}
 	if s.jtis == nil {
 		s.jtis = map[string]bool{}
 	}
-	if s.jtis[p.jti] {
+	replay := p.jti != "" && s.jtis[p.jti]
+	if p.jti != "" {
+		s.jtis[p.jti] = true
+	}
+	switch {
+	case p.reason != "":
+		return s.fail(p.reason), false
+	case replay:
 		return s.fail("jti was already used"), false
 	}
-	s.jtis[p.jti] = true
 	if requireNonce && p.nonce != s.currentNonce() {
 		return "", true
 	}
@@ -118,6 +122,11 @@ func verifyDPoP(p *dpopProof, raw, method, htu, accessToken string, now time.Tim
 		if s, err := jose.ParseSigned(raw, symmetricAlgs); err == nil && len(s.Signatures) == 1 {
 			return "alg " + s.Signatures[0].Protected.Algorithm + " is not asymmetric"
 		}
+		// go-jose refuses a private or malformed embedded jwk while
+		// parsing; its message names the parameter, not the key.
+		if msg := err.Error(); strings.Contains(msg, "JWK") || strings.Contains(msg, "jwk") {
+			return "jwk is not a valid public key"
+		}
 		return "not a compact JWS with an asymmetric alg"
 	}
 	if len(jws.Signatures) != 1 {
@@ -144,6 +153,9 @@ func verifyDPoP(p *dpopProof, raw, method, htu, accessToken string, now time.Tim
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return "claims are not a JSON object of the expected types"
 	}
+	// Known from here even if a claim is wrong: a signed proof's jti is
+	// spent whatever becomes of it.
+	p.jti = c.JTI
 	switch {
 	case c.JTI == "":
 		return "jti is missing"
@@ -172,7 +184,7 @@ func verifyDPoP(p *dpopProof, raw, method, htu, accessToken string, now time.Tim
 		return "jwk has no thumbprint"
 	}
 	p.jkt = base64.RawURLEncoding.EncodeToString(sum)
-	p.jti, p.nonce = c.JTI, c.Nonce
+	p.nonce = c.Nonce
 	return ""
 }
 
