@@ -145,6 +145,8 @@ func (c *Client) Token(ctx context.Context, creds Credentials, req Request) (*no
 		nonce = c.DPoPNonces.Get(origin)
 	}
 	for attempt := 0; ; attempt++ {
+		// Built anew per attempt: a client assertion's jti, like a
+		// proof's, may be spent by the refused attempt.
 		httpReq, assertion, err := c.newRequest(ctx, req.TokenEndpoint, creds, form)
 		if err != nil {
 			return nil, err

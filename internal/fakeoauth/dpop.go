@@ -290,7 +290,8 @@ func (u *Upstream) checkDPoP(w http.ResponseWriter, r *http.Request, scheme, tok
 		u.denyDPoP(w, "invalid_token", u.recordDPoPFailure("a DPoP-bound token was sent as Bearer"), "")
 		return false
 	}
-	p := readDPoP(r, u.URL()+r.URL.Path, token)
+	// The path as sent (escaped), which is what a client puts in htu.
+	p := readDPoP(r, u.URL()+r.URL.EscapedPath(), token)
 	if p == nil {
 		p = &dpopProof{reason: "no DPoP proof with a DPoP-bound token"}
 	} else if p.reason == "" && p.jkt != jkt {
