@@ -54,6 +54,10 @@ type Client struct {
 	Aliases normalize.Aliases
 	// UserAgent is sent on every request.
 	UserAgent string
+	// DPoPNonces remembers the DPoP-Nonce of each authorization server
+	// (RFC 9449 §8) across requests; nil remembers nothing beyond one
+	// Token call's retry.
+	DPoPNonces *DPoPNonces
 }
 
 // Credentials authenticate the client. The secret is never logged or
@@ -98,6 +102,10 @@ type Request struct {
 	Resource string
 	// Extra parameters, for grants and extensions this package does not name.
 	Extra url.Values
+	// DPoP, when set, sends a DPoP proof (RFC 9449 §5) signed with this
+	// key, so that the tokens issued are bound to it. The proof is
+	// scrubbed from server text like a token.
+	DPoP *DPoPKey
 }
 
 var noRedirects = &http.Client{
@@ -136,21 +144,54 @@ func (c *Client) Token(ctx context.Context, creds Credentials, req Request) (*no
 		form.Set("resource", req.Resource)
 	}
 
-	httpReq, assertion, err := c.newRequest(ctx, req.TokenEndpoint, creds, form)
-	if err != nil {
-		return nil, err
+	// Client assertions and DPoP proofs sent, one each per attempt, to
+	// scrub from server text.
+	sent := []string{req.RefreshToken, req.Code, req.CodeVerifier, req.Assertion, req.SubjectToken}
+	origin, nonce := "", ""
+	if req.DPoP != nil {
+		origin = OriginOf(req.TokenEndpoint)
+		nonce = c.DPoPNonces.Get(origin)
 	}
-	status, header, body, err := c.do(httpReq)
-	if err != nil {
-		return nil, err
+	for attempt := 0; ; attempt++ {
+		// Built anew per attempt: a client assertion's jti, like a
+		// proof's, may be spent by the refused attempt.
+		httpReq, assertion, err := c.newRequest(ctx, req.TokenEndpoint, creds, form)
+		if err != nil {
+			return nil, err
+		}
+		sent = append(sent, assertion)
+		if req.DPoP != nil {
+			proof, err := req.DPoP.Proof(http.MethodPost, req.TokenEndpoint, "", nonce)
+			if err != nil {
+				return nil, err
+			}
+			httpReq.Header.Set("DPoP", proof)
+			sent = append(sent, proof)
+		}
+		status, header, body, err := c.do(httpReq)
+		if err != nil {
+			return nil, err
+		}
+		if req.DPoP != nil {
+			// RFC 9449 §8: a server refusing a proof for its missing or
+			// stale nonce has not used the grant, so one retry with the
+			// new nonce cannot spend a rotating refresh token twice.
+			if n, ok := UseDPoPNonce(status, header, body); ok && attempt == 0 {
+				c.DPoPNonces.Set(origin, n)
+				nonce = n
+				continue
+			}
+			// A nonce may also arrive on any other answer (§8.2).
+			c.DPoPNonces.Set(origin, header.Get("DPoP-Nonce"))
+		}
+		tok, oerr := normalize.TokenEndpoint(status, header, body, c.Aliases)
+		if oerr != nil {
+			// Server text reaches logs and clients: strip anything it echoed.
+			scrubError(oerr, creds, sent...)
+			return nil, &Error{Endpoint: redact.URL(req.TokenEndpoint), Err: oerr}
+		}
+		return tok, nil
 	}
-	tok, oerr := normalize.TokenEndpoint(status, header, body, c.Aliases)
-	if oerr != nil {
-		// Server text reaches logs and clients: strip anything it echoed.
-		scrubError(oerr, creds, req.RefreshToken, req.Code, req.CodeVerifier, req.Assertion, req.SubjectToken, assertion)
-		return nil, &Error{Endpoint: redact.URL(req.TokenEndpoint), Err: oerr}
-	}
-	return tok, nil
 }
 
 // newRequest builds a POST with client authentication (RFC 6749 §2.3.1):

@@ -107,6 +107,14 @@ type AuthServerOptions struct {
 	// Documents, fetched from that URL, and advertises it.
 	CIMD bool
 
+	// DPoPNonce makes token requests carrying a DPoP proof (RFC 9449)
+	// without the server's current nonce fail with 400 use_dpop_nonce
+	// and a DPoP-Nonce header (see RotateDPoPNonce).
+	DPoPNonce bool
+	// DPoPAnswerBearer issues plain Bearer tokens, unbound, even to
+	// requests with a valid DPoP proof, as some servers do.
+	DPoPAnswerBearer bool
+
 	// OnTokenRequest, when set, is called after each token request with
 	// what was logged (no secrets). It must not call back into the server.
 	OnTokenRequest func(TokenRequestLog)
@@ -145,6 +153,7 @@ type AuthServer struct {
 	jtis       map[string]bool // client_id NUL jti of accepted assertions
 
 	idjag *idjagState // trusted IdPs, ID-JAG jtis, token exchange (idjag.go)
+	dpop  dpopState   // DPoP proofs at the token endpoint
 }
 
 // TokenRequestLog is what the server saw of one token request. It holds
@@ -160,6 +169,7 @@ type TokenRequestLog struct {
 	Status     int    // HTTP status answered
 	Error      string // the standard error code answered, "" on success
 	Injected   bool   // the answer came from FailNext
+	DPoPKey    string // jkt of the request's accepted DPoP proof, "" without one
 }
 
 // NewAuthServer returns an AuthServer to serve yourself (httptest, a mux).

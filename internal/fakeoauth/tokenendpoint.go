@@ -64,6 +64,10 @@ func (a *AuthServer) serveToken(w http.ResponseWriter, r *http.Request) {
 	a.refreshJWKS(r.Context(), r)
 	a.refreshIssuerKeys(r.Context(), r) // a trusted IdP's, for ID-JAGs
 
+	// A DPoP proof's signature is checked now, outside the lock; its jti
+	// and nonce are judged inside.
+	proof := readDPoP(r, a.TokenURL(), "")
+
 	// Everything from here to the answer is one critical section, so
 	// concurrent refreshes with one rotating token race as they would at
 	// a real server: exactly one wins.
@@ -78,7 +82,7 @@ func (a *AuthServer) serveToken(w http.ResponseWriter, r *http.Request) {
 		}
 		a.recordLocked(&entry, f.status, "")
 	} else {
-		reply = a.grant(r, &entry)
+		reply = a.tokenDPoP(r, &entry, proof)
 		a.recordLocked(&entry, reply.status, reply.code)
 	}
 	a.mu.Unlock()
@@ -129,7 +133,7 @@ func (a *AuthServer) grant(r *http.Request, entry *TokenRequestLog) tokenReply {
 	case "authorization_code":
 		return a.authorizationCode(auth.id, r.PostForm, entry.Resource)
 	case "refresh_token":
-		return a.refreshGrant(auth.id, r.PostForm.Get("refresh_token"), requested, entry.Resource)
+		return a.refreshGrant(auth.id, r.PostForm.Get("refresh_token"), requested, entry.Resource, entry.DPoPKey)
 	case GrantJWTBearer:
 		return a.jwtBearer(auth.id, r.PostForm.Get("assertion"), requested, entry.Resource)
 	case "":
@@ -151,7 +155,10 @@ func (a *AuthServer) clientCredentials(id string, requested []string, resource s
 	return a.success(at, requested, "")
 }
 
-func (a *AuthServer) refreshGrant(id, presented string, requested []string, resource string) tokenReply {
+// refreshGrant runs the refresh_token grant; jkt is the thumbprint of the
+// request's DPoP key ("" without a proof), which a bound refresh token
+// requires.
+func (a *AuthServer) refreshGrant(id, presented string, requested []string, resource, jkt string) tokenReply {
 	rt := a.tokens.refresh[presented]
 	if rt == nil || rt.client != id {
 		return failed(http.StatusBadRequest, "invalid_grant", "refresh token is invalid")
@@ -167,6 +174,11 @@ func (a *AuthServer) refreshGrant(id, presented string, requested []string, reso
 	}
 	if a.tokens.revoked[rt.family] {
 		return failed(http.StatusBadRequest, "invalid_grant", "refresh token was revoked")
+	}
+	// After the reuse and revocation checks, so that those count as
+	// before; before rotation, so that a wrong key spends nothing.
+	if rt.jkt != "" && rt.jkt != jkt {
+		return failed(http.StatusBadRequest, "invalid_grant", "refresh token is bound to another DPoP key")
 	}
 	// A refresh cannot widen scope (RFC 6749 §6); it may narrow it.
 	for _, s := range requested {

@@ -24,6 +24,7 @@ type accessToken struct {
 	expires  time.Time
 	family   string // refresh token family, "" for client_credentials
 	subject  string // the user who authorized it, "" for client_credentials
+	jkt      string // thumbprint of the DPoP key it is bound to, "" for Bearer
 }
 
 // refreshToken is one member of a family: the tokens descending from one
@@ -35,6 +36,7 @@ type refreshToken struct {
 	family  string
 	subject string
 	spent   bool
+	jkt     string // thumbprint of the DPoP key it is bound to, "" when unbound
 }
 
 func newTokenTable() tokenTable {

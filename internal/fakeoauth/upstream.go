@@ -69,6 +69,11 @@ type UpstreamOptions struct {
 	// "needed":"a,b"} instead of 403.
 	SlackErrors bool
 
+	// DPoPNonce makes requests with a DPoP-bound token whose proof lacks
+	// the upstream's current nonce fail with 401 and a `DPoP
+	// error="use_dpop_nonce"` challenge carrying DPoP-Nonce.
+	DPoPNonce bool
+
 	// SSETimeout bounds how long /sse waits for ReleaseSSE (default 10s).
 	SSETimeout time.Duration
 }
@@ -98,6 +103,7 @@ type Upstream struct {
 	lastAuth         string
 	lastAuthByPath   map[string]string
 	sse              sseGate
+	dpop             dpopState // proofs with DPoP-bound tokens
 }
 
 // NewUpstream returns an Upstream to serve yourself; call SetOrigin with
@@ -206,14 +212,18 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.lastAuthByPath[r.URL.Path] = auth
 	u.mu.Unlock()
 
-	token, isBearer := cutBearer(auth)
-	if !isBearer {
+	scheme, token := cutAuthorization(auth)
+	if token == "" {
 		u.deny(w, http.StatusUnauthorized, "", false)
 		return
 	}
 	scopes, ok := u.opts.AuthServer.ValidateFor(token, u.Resource())
 	if !ok {
 		u.deny(w, http.StatusUnauthorized, "", true)
+		return
+	}
+	// RFC 9449 §7: a bound token needs the DPoP scheme and a proof.
+	if !u.checkDPoP(w, r, scheme, token) {
 		return
 	}
 	if need := u.requiredScopes(r.URL.Path); !containsAll(scopes, need) {
@@ -229,16 +239,6 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		serveEcho(w, r, auth, scopes, u.opts.AuthServer.SubjectOf(token))
 	}
-}
-
-// cutBearer returns the token of an RFC 6750 §2.1 Authorization header;
-// the scheme is case-insensitive.
-func cutBearer(auth string) (string, bool) {
-	scheme, tok, ok := strings.Cut(auth, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-		return "", false
-	}
-	return strings.TrimSpace(tok), true
 }
 
 func (u *Upstream) requiredScopes(path string) []string {
