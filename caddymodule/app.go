@@ -119,6 +119,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		m, err := tokenstore.NewManager(backend, codec, a.logger.Named("tokenstore"), tokenstore.Options{
 			CacheSize:   a.CacheSize,
 			RefreshSkew: time.Duration(a.RefreshSkew),
+			DecodeKey:   decodeDPoPKey,
 		})
 		if err != nil {
 			return nil, err

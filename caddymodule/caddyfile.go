@@ -12,6 +12,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/oauthgw/caddy-oauth-gateway/discovery"
+	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 )
 
 func init() {
@@ -44,7 +45,13 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		client_key      <path>
 //		client_key_id   <kid>
 //		jwks_uri        <url>
-//		grant           client_credentials|refresh_token|authorization_code
+//		grant           client_credentials|refresh_token|authorization_code|jwt_bearer|token_exchange|id_jag
+//		subject_token   <placeholder>
+//		subject_token_type access_token|id_token|jwt|<urn>
+//		idp_token_endpoint <url>
+//		idp_client_id   <id>
+//		idp_client_secret <secret>
+//		dpop
 //		redirect_uri    <url>
 //		principal       <placeholder>
 //		client_metadata_url <url>
@@ -92,7 +99,8 @@ var handlerSubdirectives = []string{"resource", "token_endpoint", "issuer", "tru
 	"revocation_endpoint", "client_id", "client_secret", "client_auth", "grant", "refresh_token", "scope", "max_scope",
 	"resource_parameter", "max_replay_body", "timeout", "token_wait", "upstream_errors", "error_alias", "insecure_allow_http",
 	"redirect_uri", "principal", "client_metadata_url", "authorization_param", "authorization_state_ttl",
-	"client_key", "client_key_id", "jwks_uri", "assertion_file"}
+	"client_key", "client_key_id", "jwks_uri", "assertion_file", "subject_token", "subject_token_type",
+	"idp_token_endpoint", "idp_client_id", "idp_client_secret", "dpop"}
 
 var repeatableSubdirectives = map[string]struct{}{
 	"scope": {}, "max_scope": {}, "trusted_issuers": {}, "discovery_allow_hosts": {}, "upstream_errors": {}, "error_alias": {},
@@ -103,7 +111,8 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, name string) err
 	switch name {
 	case "resource", "token_endpoint", "issuer", "revocation_endpoint", "client_id", "client_secret", "client_auth",
 		"grant", "refresh_token", "resource_parameter", "redirect_uri", "principal", "client_metadata_url",
-		"client_key", "client_key_id", "jwks_uri", "assertion_file":
+		"client_key", "client_key_id", "jwks_uri", "assertion_file", "subject_token", "subject_token_type",
+		"idp_token_endpoint", "idp_client_id", "idp_client_secret":
 		val, err := singleArg(d)
 		if err != nil {
 			return err
@@ -178,6 +187,11 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, name string) err
 			return d.ArgErr()
 		}
 		h.InsecureAllowHTTP = true
+	case "dpop":
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		h.DPoP = true
 	default:
 		return d.Errf("unrecognized subdirective %s%s", name, suggest(name, handlerSubdirectives))
 	}
@@ -213,8 +227,11 @@ func (h *Handler) setSingle(d *caddyfile.Dispenser, name, val string) error {
 	case "jwks_uri":
 		h.JWKSURI = val
 	case "grant":
-		if val != "client_credentials" && val != "refresh_token" && val != "authorization_code" && val != "jwt_bearer" {
-			return d.Errf("grant: unknown grant %q (want client_credentials, refresh_token, authorization_code or jwt_bearer)", val)
+		switch val {
+		case tokenstore.GrantClientCredentials, tokenstore.GrantRefreshToken, tokenstore.GrantAuthorizationCode,
+			tokenstore.GrantJWTBearer, tokenstore.GrantTokenExchange, tokenstore.GrantIDJAG:
+		default:
+			return d.Errf("grant: unknown grant %q (want %s)", val, grantNames)
 		}
 		h.Grant = val
 	case "redirect_uri":
@@ -223,6 +240,16 @@ func (h *Handler) setSingle(d *caddyfile.Dispenser, name, val string) error {
 		h.Principal = val
 	case "client_metadata_url":
 		h.ClientMetadataURL = val
+	case "subject_token":
+		h.SubjectToken = val
+	case "subject_token_type":
+		h.SubjectTokenType = val
+	case "idp_token_endpoint":
+		h.IDPTokenEndpoint = val
+	case "idp_client_id":
+		h.IDPClientID = val
+	case "idp_client_secret":
+		h.IDPClientSecret = val
 	case "refresh_token":
 		h.RefreshToken = val
 	case "resource_parameter":

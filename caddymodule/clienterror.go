@@ -29,9 +29,12 @@ type oauthErrorBody struct {
 // naming the credential id: URLs, issuers and server text stay in the log
 // (an attacker's metadata must not be reflected to clients). It never
 // includes token values.
-func (h *Handler) respondTokenError(w http.ResponseWriter, r *http.Request, cred *tokenstore.Credential, err error) error {
+func (h *Handler) respondTokenError(w http.ResponseWriter, r *http.Request, cred tokenSource, err error) error {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return nil // the client went away
+	}
+	if errors.Is(err, tokenstore.ErrNoSubjectToken) || errors.Is(err, tokenstore.ErrSubjectRejected) {
+		return h.respondSubjectError(w, cred, err)
 	}
 	id := cred.ID()
 	status, retryAfter := http.StatusBadGateway, 0
@@ -133,4 +136,22 @@ func failureReason(err error) string {
 		return "refresh lock busy"
 	}
 	return ""
+}
+
+// respondSubjectError: a request of an exchange grant without a subject
+// token, or with one the server refused, is the client's to fix (401);
+// the gateway's configuration is not at fault.
+func (h *Handler) respondSubjectError(w http.ResponseWriter, cred tokenSource, err error) error {
+	desc := fmt.Sprintf("the request carries no subject token (%s); credential %s exchanges the user's token for an access token, so authenticate first",
+		h.SubjectToken, cred.ID())
+	if errors.Is(err, tokenstore.ErrSubjectRejected) {
+		desc = fmt.Sprintf("the authorization server refused the request's subject token for credential %s (%s); obtain a new one", cred.ID(), clientReason(err))
+	}
+	h.logger.Info("request without a usable subject token", zap.String("credential", cred.ID()), zap.String("reason", serverCode(err, "")))
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	w.WriteHeader(http.StatusUnauthorized)
+	return json.NewEncoder(w).Encode(oauthErrorBody{Error: "invalid_token", ErrorDescription: desc})
 }

@@ -182,6 +182,32 @@ type Handler struct {
 	// before its state expires (default 10m).
 	AuthorizationStateTTL caddy.Duration `json:"authorization_state_ttl,omitempty"`
 
+	// SubjectToken is a placeholder for the token each request carries
+	// for its user, exchanged by grant token_exchange or id_jag, such as
+	// {http.request.header.X-Id-Token} (a leading "Bearer " is removed).
+	// A request without one is answered 401.
+	SubjectToken string `json:"subject_token,omitempty"`
+
+	// SubjectTokenType is the subject token's type: access_token,
+	// id_token, jwt, or a token type URN. Default: id_token for id_jag,
+	// access_token for token_exchange.
+	SubjectTokenType string `json:"subject_token_type,omitempty"`
+
+	// IDPTokenEndpoint is the identity provider's token endpoint, where
+	// grant id_jag exchanges the user's ID token for an ID-JAG.
+	IDPTokenEndpoint string `json:"idp_token_endpoint,omitempty"`
+
+	// IDPClientID and IDPClientSecret authenticate the gateway at the
+	// identity provider (HTTP Basic). Use placeholders for the secret.
+	IDPClientID     string `json:"idp_client_id,omitempty"`
+	IDPClientSecret string `json:"idp_client_secret,omitempty"`
+
+	// DPoP binds tokens to a key (RFC 9449, ES256): one key per
+	// credential, stored with it (encrypted under encryption_key), a
+	// proof on every token request and upstream request. A server that
+	// still issues Bearer tokens gets them presented as Bearer.
+	DPoP bool `json:"dpop,omitempty"`
+
 	// Source is where the handler was configured ("Caddyfile:12"), set by
 	// the Caddyfile adapter so errors can name it.
 	Source string `json:"source,omitempty"`
@@ -200,7 +226,15 @@ type Handler struct {
 	jwks     []byte
 	jwksPath string
 
-	cred    *tokenstore.Credential
+	cred *tokenstore.Credential
+	// exchange holds the tokens of grants token_exchange and id_jag, per
+	// request subject (nil for other grants).
+	exchange *tokenstore.ExchangeCache
+	// credentialID names the handler's credential (or exchange cache) in
+	// errors and logs.
+	credentialID string
+	// dpop signs proofs for DPoP-bound tokens (nil without `dpop`).
+	dpop    *upstreamDPoP
 	manager *tokenstore.Manager
 	logger  *zap.Logger
 	// holdFn is h.hold, bound once so requests do not allocate a closure.

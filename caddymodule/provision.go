@@ -27,6 +27,7 @@ type expandedConfig struct {
 	ClientID, ClientSecret, RefreshToken                string
 	RedirectURI, ClientMetadataURL, ClientKey, JWKSURI  string
 	AssertionFile                                       string
+	IDPTokenEndpoint, IDPClientID, IDPClientSecret      string
 	TrustedIssuers, DiscoveryAllowHosts                 []string
 }
 
@@ -121,11 +122,20 @@ func (h *Handler) provision(ctx caddy.Context) error {
 		// A refresh token obtained by a user's consent came from the
 		// pinned server itself; only a configured secret or seed is a
 		// secret another server could steal.
-		trust:  newIssuerTrust(x.Resource, x.TrustedIssuers, x.ClientSecret != "" || h.Grant == tokenstore.GrantRefreshToken || h.Grant == tokenstore.GrantJWTBearer),
+		trust:  newIssuerTrust(x.Resource, x.TrustedIssuers, x.ClientSecret != "" || carriesSecret(h.Grant)),
 		logger: h.logger,
+		dpop:   h.DPoP,
 	}
 	h.manager = app.Manager()
 	req.credentialID = spec.ID()
+	h.credentialID = req.credentialID
+	if h.DPoP {
+		client.DPoPNonces = &oauthclient.DPoPNonces{}
+		h.dpop = newUpstreamDPoP(x.Resource)
+	}
+	if isExchange(h.Grant) {
+		return h.provisionExchange(app, req, client)
+	}
 	if h.Grant == tokenstore.GrantAuthorizationCode {
 		req.registration = &clientRegistration{configured: x.ClientID != "", cimdURL: x.ClientMetadataURL, jwks: x.JWKSURI != "",
 			redirectURI: x.RedirectURI, manager: h.manager, logger: h.logger}
@@ -198,6 +208,9 @@ func (h *Handler) expand() error {
 		{"client_key", h.ClientKey, &x.ClientKey},
 		{"jwks_uri", h.JWKSURI, &x.JWKSURI},
 		{"assertion_file", h.AssertionFile, &x.AssertionFile},
+		{"idp_token_endpoint", h.IDPTokenEndpoint, &x.IDPTokenEndpoint},
+		{"idp_client_id", h.IDPClientID, &x.IDPClientID},
+		{"idp_client_secret", h.IDPClientSecret, &x.IDPClientSecret},
 	} {
 		if *f.dst, err = one(f.name, f.raw); err != nil {
 			return err
@@ -217,6 +230,7 @@ func (h *Handler) warnLiteralSecrets() {
 	for _, f := range []struct{ name, raw string }{
 		{"client_secret", h.ClientSecret},
 		{"refresh_token", h.RefreshToken},
+		{"idp_client_secret", h.IDPClientSecret},
 	} {
 		if f.raw != "" && !strings.Contains(f.raw, "{") {
 			h.logger.Warn("secret written literally in the configuration; Caddy's debug log and admin /config/ show it. Use a placeholder such as {env.NAME} or {file./path}",

@@ -41,6 +41,21 @@ type requester struct {
 	logger       *zap.Logger
 	// credentialID names the handler's credential in log lines.
 	credentialID string
+	// dpop: token requests carry a DPoP proof with the credential's key.
+	dpop bool
+
+	// For grants token_exchange and id_jag: the grant, the scopes asked
+	// for, the subject token's type URN, and for id_jag the identity
+	// provider (its own client: no discovery, no address guard beyond
+	// what the configuration names).
+	grant            string
+	scopes           []string
+	subjectTokenType string
+	idp              struct {
+		tokenEndpoint string
+		creds         oauthclient.Credentials
+	}
+	idpClient *oauthclient.Client
 }
 
 // endpointsFor resolves where tokens come from and checks that this
@@ -133,6 +148,12 @@ func (r *requester) RequestToken(ctx context.Context, tr tokenstore.TokenRequest
 	if r.sendResource {
 		req.Resource = r.resource
 	}
+	var encKey []byte
+	if r.dpop {
+		if req.DPoP, encKey, err = r.dpopKeyFor(tr.Key); err != nil {
+			return nil, err
+		}
+	}
 	creds, err := r.clientFor(ctx, ep)
 	if err != nil {
 		return nil, err
@@ -142,7 +163,17 @@ func (r *requester) RequestToken(ctx context.Context, tr tokenstore.TokenRequest
 		r.reregisterIfRejected(ctx, ep, creds, err)
 		return nil, r.explain(err)
 	}
-	return tokenResult(resp, ep), nil
+	return r.withKey(tokenResult(resp, ep), encKey, resp.TokenType), nil
+}
+
+// withKey records the DPoP key a token was requested with, so it is
+// stored with the credential.
+func (r *requester) withKey(res *tokenstore.TokenResult, encKey []byte, tokenType string) *tokenstore.TokenResult {
+	if r.dpop {
+		res.Key = encKey
+		r.noteUnbound(tokenType)
+	}
+	return res
 }
 
 // tokenResult converts a token response for the store.

@@ -26,9 +26,12 @@ import (
 // refresh and one replay; a 403 insufficient_scope to at most one step-up
 // and one replay.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	cred := h.cred
+	var cred tokenSource = h.cred
 	if h.jwksPath != "" && r.URL.Path == h.jwksPath {
 		return h.serveJWKS(w)
+	}
+	if h.exchange != nil {
+		cred = &exchangeSource{h: h, subject: h.subjectOf(r)}
 	}
 	if h.flow != nil {
 		if handled, err := h.flow.route(w, r); handled {
@@ -74,12 +77,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// held back; a replay must start from what was there before.
 	origHeader := w.Header().Clone()
 
-	refreshed, steppedUp := false, false
+	refreshed, steppedUp, nonceRetried := false, false, false
 	for {
 		if tok != nil {
 			r.Header["Authorization"] = []string{tok.HeaderValue()}
+			if h.dpop != nil {
+				if err := h.dpop.setHeaders(r, tok); err != nil {
+					return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing a DPoP proof: %w", err))
+				}
+			}
 		} else {
 			delete(r.Header, "Authorization")
+			delete(r.Header, dpopHeader)
 		}
 		if body != nil {
 			r.Body = io.NopCloser(bytes.NewReader(body))
@@ -90,9 +99,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		err := next.ServeHTTP(ic, r)
 		if err != nil || !ic.Buffered() {
 			putInterceptor(ic)
+			if h.dpop != nil && err == nil {
+				h.dpop.learnNonce(0, w.Header()) // nonces may come on any answer
+			}
 			return err
 		}
 
+		if h.dpop != nil && tok != nil && tok.Key != nil && h.dpop.learnNonce(ic.Status(), w.Header()) && !nonceRetried && replayable {
+			// The upstream wants a proof with its nonce (RFC 9449 §9):
+			// one replay with the same token and a new proof.
+			gatewayMetrics.replays.WithLabelValues("dpop_nonce").Inc()
+			putInterceptor(ic)
+			resetHeader(w.Header(), origHeader)
+			nonceRetried = true
+			r = withFreshVars(r)
+			continue
+		}
 		verdict := normalize.Upstream(ic.Status(), w.Header(), ic.Body(), h.UpstreamErrors)
 		switch {
 		case verdict.InvalidToken && !refreshed:
@@ -206,7 +228,7 @@ func (h *Handler) passThrough(w http.ResponseWriter, ic *interceptor) error {
 }
 
 // respondStepUpError explains a scope the gateway could not obtain.
-func (h *Handler) respondStepUpError(w http.ResponseWriter, cred *tokenstore.Credential, tok *tokenstore.Token, want []string, err error) error {
+func (h *Handler) respondStepUpError(w http.ResponseWriter, cred tokenSource, tok *tokenstore.Token, want []string, err error) error {
 	need := strings.Join(want, " ")
 	all := strings.Join(tokenstore.UnionScopes(tok.Scopes, want), " ")
 	desc := fmt.Sprintf("the upstream requires scope %q; the authorization server refused to grant it to the gateway", need)
@@ -234,7 +256,7 @@ func (h *Handler) respondStepUpError(w http.ResponseWriter, cred *tokenstore.Cre
 	return werr
 }
 
-func (h *Handler) debugReplay(msg string, cred *tokenstore.Credential, r *http.Request, newTok, old *tokenstore.Token) {
+func (h *Handler) debugReplay(msg string, cred tokenSource, r *http.Request, newTok, old *tokenstore.Token) {
 	if c := h.logger.Check(zapcore.DebugLevel, msg); c != nil {
 		c.Write(zap.String("credential", cred.ID()), zap.String("method", r.Method),
 			zap.String("path", r.URL.Path), zap.Uint64("generation", newTok.Generation),
@@ -250,7 +272,7 @@ func (h *Handler) canLearnFromChallenge(err error) bool {
 }
 
 // invalidate refreshes after an upstream 401, waiting at most wait.
-func (h *Handler) invalidate(r *http.Request, cred *tokenstore.Credential, failed string, wait time.Duration) (*tokenstore.Token, error) {
+func (h *Handler) invalidate(r *http.Request, cred tokenSource, failed string, wait time.Duration) (*tokenstore.Token, error) {
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 	return cred.Invalidate(ctx, failed)
@@ -299,7 +321,7 @@ func (h *Handler) scopesOutsideBound(want []string) []string {
 
 // invalidateInBackground refreshes after a 401 that cannot be replayed,
 // so the client's retry finds a new token.
-func (h *Handler) invalidateInBackground(cred *tokenstore.Credential, failed string) {
+func (h *Handler) invalidateInBackground(cred tokenSource, failed string) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), refreshWait)
 		defer cancel()

@@ -73,8 +73,15 @@ func (h *Handler) validate() error {
 		if h.RefreshToken != "" {
 			return fmt.Errorf("refresh_token: not used with grant jwt_bearer")
 		}
+	case tokenstore.GrantTokenExchange, tokenstore.GrantIDJAG:
+		if h.RefreshToken != "" {
+			return fmt.Errorf("refresh_token: not used with grant %s (each request brings its subject token)", h.Grant)
+		}
 	default:
-		return fmt.Errorf("grant: unknown grant %q (want client_credentials, refresh_token, authorization_code or jwt_bearer)", h.Grant)
+		return fmt.Errorf("grant: unknown grant %q (want %s)", h.Grant, grantNames)
+	}
+	if err := h.validateExchange(); err != nil {
+		return err
 	}
 	if x.AssertionFile != "" && h.Grant != tokenstore.GrantJWTBearer {
 		return fmt.Errorf("assertion_file: only with grant jwt_bearer")
@@ -163,7 +170,7 @@ func (h *Handler) validateAuthorizationCode() error {
 	authcode := h.Grant == tokenstore.GrantAuthorizationCode
 	if !authcode {
 		for _, f := range []struct{ name, val string }{
-			{"redirect_uri", h.RedirectURI}, {"principal", h.Principal}, {"client_metadata_url", h.ClientMetadataURL},
+			{"redirect_uri", h.RedirectURI}, {"client_metadata_url", h.ClientMetadataURL},
 		} {
 			if f.val != "" {
 				return fmt.Errorf("%s: only with grant authorization_code", f.name)
@@ -172,7 +179,10 @@ func (h *Handler) validateAuthorizationCode() error {
 		if len(h.AuthorizationParams) > 0 {
 			return fmt.Errorf("authorization_param: only with grant authorization_code")
 		}
-		return nil
+		if h.Principal != "" && !isExchange(h.Grant) {
+			return fmt.Errorf("principal: only with grant authorization_code, token_exchange or id_jag")
+		}
+		return checkPlaceholder("principal", h.Principal)
 	}
 	if x.RedirectURI == "" {
 		return fmt.Errorf("redirect_uri: required for grant authorization_code (an absolute https URL whose path reaches this handler)")
@@ -185,8 +195,8 @@ func (h *Handler) validateAuthorizationCode() error {
 			return err
 		}
 	}
-	if h.Principal != "" && (!strings.HasPrefix(h.Principal, "{") || !strings.HasSuffix(h.Principal, "}") || strings.Count(h.Principal, "{") != 1) {
-		return fmt.Errorf("principal: must be one placeholder such as {http.auth.user.id}, got %q", h.Principal)
+	if err := checkPlaceholder("principal", h.Principal); err != nil {
+		return err
 	}
 	if h.AuthorizationStateTTL < 0 {
 		return fmt.Errorf("authorization_state_ttl: must be positive")
@@ -232,6 +242,62 @@ func (h *Handler) validateClientAuth() error {
 		if x.ClientKey == "" {
 			return fmt.Errorf("jwks_uri: publishes client_key's public key; set client_key")
 		}
+	}
+	return nil
+}
+
+// grantNames lists the grants in errors.
+const grantNames = "client_credentials, refresh_token, authorization_code, jwt_bearer, token_exchange or id_jag"
+
+// checkPlaceholder: a per-request value must be exactly one placeholder
+// such as {http.auth.user.id} (empty is allowed: not configured).
+func checkPlaceholder(name, v string) error {
+	if v != "" && (!strings.HasPrefix(v, "{") || !strings.HasSuffix(v, "}") || strings.Count(v, "{") != 1) {
+		return fmt.Errorf("%s: must be one placeholder such as {http.auth.user.id}, got %q", name, v)
+	}
+	return nil
+}
+
+// validateExchange checks the subdirectives of grants token_exchange and
+// id_jag, and that no other grant uses them.
+func (h *Handler) validateExchange() error {
+	x := &h.expanded
+	if !isExchange(h.Grant) {
+		for _, f := range []struct{ name, val string }{
+			{"subject_token", h.SubjectToken}, {"subject_token_type", h.SubjectTokenType},
+			{"idp_token_endpoint", h.IDPTokenEndpoint}, {"idp_client_id", h.IDPClientID}, {"idp_client_secret", h.IDPClientSecret},
+		} {
+			if f.val != "" {
+				return fmt.Errorf("%s: only with grant token_exchange or id_jag", f.name)
+			}
+		}
+		return nil
+	}
+	if h.SubjectToken == "" {
+		return fmt.Errorf("subject_token: required for grant %s (a placeholder such as {http.request.header.X-Id-Token})", h.Grant)
+	}
+	if err := checkPlaceholder("subject_token", h.SubjectToken); err != nil {
+		return err
+	}
+	if h.SubjectTokenType != "" {
+		if _, err := oauthclient.SubjectTokenTypeURN(h.SubjectTokenType); err != nil {
+			return fmt.Errorf("subject_token_type: %w", err)
+		}
+	}
+	if h.Grant != tokenstore.GrantIDJAG {
+		if h.IDPTokenEndpoint != "" || h.IDPClientID != "" || h.IDPClientSecret != "" {
+			return fmt.Errorf("idp_token_endpoint, idp_client_id and idp_client_secret: only with grant id_jag")
+		}
+		return nil
+	}
+	if x.IDPTokenEndpoint == "" {
+		return fmt.Errorf("idp_token_endpoint: required for grant id_jag (the identity provider's token endpoint)")
+	}
+	if err := checkURL("idp_token_endpoint", x.IDPTokenEndpoint, h.InsecureAllowHTTP); err != nil {
+		return err
+	}
+	if x.IDPClientID == "" {
+		return fmt.Errorf("idp_client_id: required for grant id_jag (the gateway's client at the identity provider)")
 	}
 	return nil
 }

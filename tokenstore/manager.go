@@ -15,6 +15,9 @@ import (
 
 // Options tune a Manager. Zero values take the defaults noted.
 type Options struct {
+	// DecodeKey parses a credential's stored DPoP key (Record.DPoPKey)
+	// for its tokens; nil: tokens are presented as Bearer tokens.
+	DecodeKey func([]byte) (any, error)
 	// RefreshSkew is how long before expiry a token is refreshed in the
 	// background (default 60s, capped at a fifth of the token's lifetime).
 	RefreshSkew time.Duration
@@ -288,6 +291,11 @@ func (m *Manager) Credentials() []*Credential {
 	return out
 }
 
+// newToken is the token of rec, bound to its DPoP key when it has one.
+func (m *Manager) newToken(rec *Record) (*Token, error) {
+	return newBoundToken(rec, m.opts.RefreshSkew, m.opts.DecodeKey)
+}
+
 // Close stops background work and closes the backend.
 func (m *Manager) Close() error {
 	m.cancel()
@@ -336,8 +344,8 @@ func (m *Manager) onRemoteGeneration(id string, gen uint64) {
 			c.current.CompareAndSwap(t, nil)
 			return
 		}
-		fresh := newToken(rec, m.opts.RefreshSkew)
-		if m.now().UnixNano() < fresh.usableUntil && c.current.CompareAndSwap(t, fresh) {
+		fresh, err := m.newToken(rec)
+		if err == nil && m.now().UnixNano() < fresh.usableUntil && c.current.CompareAndSwap(t, fresh) {
 			c.scheduleRefresh(fresh)
 			c.mu.Lock()
 			if !c.pending {

@@ -74,6 +74,9 @@ func (c *Credential) Authorized(ctx context.Context, res *TokenResult, issuer st
 		if res.RefreshToken != "" {
 			rec.RefreshToken = res.RefreshToken
 		}
+		if res.Key != nil {
+			rec.DPoPKey = res.Key
+		}
 		rec.Scopes = append([]string(nil), scopes...)
 		rec.GrantedScope = strings.Join(res.Scopes, " ")
 		rec.Dead, rec.LastError, rec.Revoked = false, "", false
@@ -84,7 +87,10 @@ func (c *Credential) Authorized(ctx context.Context, res *TokenResult, issuer st
 	c.mu.Lock()
 	rec := c.rec.clone()
 	c.mu.Unlock()
-	tok := newToken(rec, c.m.opts.RefreshSkew)
+	tok, err := c.m.newToken(rec)
+	if err != nil {
+		return err
+	}
 	tok.obtainedAt = now.UnixNano()
 	c.install(tok)
 	c.m.hooks.refreshed(c, reasonInitial)

@@ -39,6 +39,10 @@ type Record struct {
 	IssuedAt     time.Time `json:"issued_at"`
 	Expiry       time.Time `json:"expiry"`
 	RefreshToken string    `json:"refresh_token,omitempty"`
+	// DPoPKey is the credential's DPoP private key (RFC 9449), opaque to
+	// the store; tokens and refresh tokens may be bound to it, so it is
+	// kept with them (encrypted with the record under encryption_key).
+	DPoPKey []byte `json:"dpop_key,omitempty"`
 	// GrantedScope is the scope the server said it granted with the
 	// current access token ("" when it did not say).
 	GrantedScope string `json:"granted_scope,omitempty"`

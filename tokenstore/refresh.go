@@ -64,7 +64,7 @@ func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, er
 	}
 
 	scopes := UnionScopes(base.Scopes, want)
-	req := TokenRequest{Grant: c.spec.Grant, Scopes: scopes, PinnedIssuer: base.Issuer}
+	req := TokenRequest{Grant: c.spec.Grant, Scopes: scopes, PinnedIssuer: base.Issuer, Key: base.DPoPKey}
 	if c.spec.rotates() {
 		req.Grant = GrantRefreshToken
 		req.RefreshToken = base.RefreshToken
@@ -109,6 +109,9 @@ func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, er
 	if res.TokenEndpoint != "" {
 		next.TokenEndpoint = res.TokenEndpoint
 	}
+	if res.Key != nil {
+		next.DPoPKey = res.Key
+	}
 	next.Dead, next.LastError, next.Revoked = false, "", false
 	next.SeedHash = c.seedHash
 	next.UpdatedAt = now
@@ -117,7 +120,10 @@ func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, er
 	// in memory (the only copy of the new refresh token) and retries.
 	c.persist(ctx, next, storedGen)
 
-	tok := newToken(next, m.opts.RefreshSkew)
+	tok, err := m.newToken(next)
+	if err != nil {
+		return nil, err
+	}
 	tok.obtainedAt, tok.reactive = now.UnixNano(), reason == reasonReactive
 	c.install(tok)
 	c.mu.Lock()
@@ -254,9 +260,9 @@ func (c *Credential) reconcile(ctx context.Context, failed string, want []string
 		c.pending = false
 		c.mu.Unlock()
 		if stored.AccessToken != "" && stored.AccessToken != failed {
-			t := newToken(stored, m.opts.RefreshSkew)
+			t, terr := m.newToken(stored)
 			now := m.now().UnixNano()
-			if now < t.usableUntil && t.HasScopes(want) && (failed != "" || len(want) > 0 || now < t.refreshAt) {
+			if terr == nil && now < t.usableUntil && t.HasScopes(want) && (failed != "" || len(want) > 0 || now < t.refreshAt) {
 				c.install(t)
 				c.setState(StateHealthy, "")
 				m.hooks.adopted(c)

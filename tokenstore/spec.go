@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -20,6 +22,13 @@ const (
 	// GrantJWTBearer credentials present a JWT from a file the workload's
 	// platform rotates (RFC 7523 §2.1), read fresh for every token request.
 	GrantJWTBearer = "jwt_bearer"
+	// GrantTokenExchange and GrantIDJAG obtain a token per request subject
+	// by exchanging the token the request carries (RFC 8693; enterprise-
+	// managed authorization: an ID-JAG from the identity provider, then
+	// the jwt-bearer grant). Their tokens live in an ExchangeCache, not in
+	// credentials.
+	GrantTokenExchange = "token_exchange"
+	GrantIDJAG         = "id_jag"
 )
 
 // rotates reports whether the credential holds a refresh token that may
@@ -82,6 +91,10 @@ type TokenRequest struct {
 	// first token). A Requester must not send the credential's secrets to
 	// a token endpoint of another issuer.
 	PinnedIssuer string
+	// Key is the credential's DPoP key (RFC 9449; opaque here), nil before
+	// its first DPoP token: a Requester that binds tokens makes one then
+	// and returns it in TokenResult.Key.
+	Key []byte
 }
 
 // TokenResult is a successful token response.
@@ -96,6 +109,9 @@ type TokenResult struct {
 	// Issuer and TokenEndpoint say where the token came from, for pinning.
 	Issuer        string
 	TokenEndpoint string
+	// Key is the DPoP key the request was made with (nil: none); it is
+	// stored with the credential, so bound tokens survive restarts.
+	Key []byte
 }
 
 // Requester obtains tokens from an authorization server. Errors should
@@ -120,10 +136,13 @@ type ClassifiedError interface {
 // Token is an access token ready to inject.
 type Token struct {
 	AccessToken string
-	TokenType   string
-	Expiry      time.Time // zero when unknown
-	Scopes      []string
-	Generation  uint64
+	// Key is the DPoP key (RFC 9449) the token is bound to, as decoded by
+	// Options.DecodeKey: every use needs a proof signed with it. nil for
+	// a Bearer token.
+	Key        any
+	Expiry     time.Time // zero when unknown
+	Scopes     []string
+	Generation uint64
 
 	// header is the Authorization header value, built once per token so
 	// the hot path does not concatenate strings.
@@ -143,12 +162,12 @@ type Token struct {
 	reactive   bool
 }
 
-// bearerPrefix is the Authorization scheme every token is presented with.
+// bearerPrefix is the Authorization scheme of unbound tokens.
 const bearerPrefix = "Bearer "
 
-// HeaderValue is the Authorization header value to send upstream. Every
-// token is presented as a Bearer token (RFC 6750); the token_type is
-// matched case-insensitively.
+// HeaderValue is the Authorization header value to send upstream: Bearer
+// (RFC 6750), or DPoP for a token the server issued as DPoP-bound
+// (token_type DPoP, matched case-insensitively) to the credential's key.
 func (t *Token) HeaderValue() string { return t.header }
 
 // HasScopes reports whether the token was granted every scope in want.
@@ -176,12 +195,32 @@ const AssumedLifetime = time.Hour
 // every request, and requests keep using it (while one background refresh
 // runs) until just before it expires.
 func newToken(r *Record, skew time.Duration) *Token {
-	header := bearerPrefix + r.AccessToken
+	t, _ := newBoundToken(r, skew, nil)
+	return t
+}
+
+// newBoundToken is newToken for a record that may hold a DPoP-bound
+// token: decode parses the record's key (nil: tokens are presented as
+// Bearer tokens).
+func newBoundToken(r *Record, skew time.Duration, decode func([]byte) (any, error)) (*Token, error) {
+	var key any
+	if decode != nil && len(r.DPoPKey) > 0 && strings.EqualFold(r.TokenType, "DPoP") {
+		k, err := decode(r.DPoPKey)
+		if err != nil {
+			return nil, fmt.Errorf("tokenstore: the credential's DPoP key cannot be read: %w", err)
+		}
+		key = k
+	}
+	prefix := bearerPrefix
+	if key != nil {
+		prefix = "DPoP "
+	}
+	header := prefix + r.AccessToken
 	t := &Token{
 		// The access token is the tail of the header, so the two share
 		// one string instead of holding the token twice.
-		AccessToken: header[len(bearerPrefix):],
-		TokenType:   r.TokenType,
+		AccessToken: header[len(prefix):],
+		Key:         key,
 		Expiry:      r.Expiry,
 		Scopes:      r.grantedScopes(),
 		Generation:  r.Generation,
@@ -191,7 +230,7 @@ func newToken(r *Record, skew time.Duration) *Token {
 	if expiry.IsZero() {
 		if r.IssuedAt.IsZero() {
 			t.refreshAt, t.usableUntil = timeForever, timeForever
-			return t
+			return t, nil
 		}
 		expiry = r.IssuedAt.Add(AssumedLifetime)
 	}
@@ -201,7 +240,7 @@ func newToken(r *Record, skew time.Duration) *Token {
 	}
 	t.refreshAt = expiry.Add(-min(skew, lifetime/5)).UnixNano()
 	t.usableUntil = expiry.Add(-min(2*time.Second, lifetime/20)).UnixNano()
-	return t
+	return t, nil
 }
 
 // UnionScopes returns a ∪ b in first-seen order, without empty entries.
