@@ -69,6 +69,12 @@ func (h *Handler) subjectOf(r *http.Request) tokenstore.Subject {
 		return tokenstore.Subject{}
 	}
 	raw, _ := repl.GetString(placeholderKey(h.SubjectToken))
+	if name, ok := strings.CutPrefix(placeholderKey(h.SubjectToken), "http.request.header."); ok {
+		// The subject token is the user's credential for the identity
+		// provider or authorization server, not for the upstream: it is
+		// not forwarded (nor logged by reverse_proxy).
+		r.Header.Del(name)
+	}
 	token := strings.TrimSpace(raw)
 	if len(token) > 7 && strings.EqualFold(token[:7], "bearer ") {
 		token = strings.TrimSpace(token[7:])

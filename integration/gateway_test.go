@@ -24,6 +24,7 @@ type echoReply struct {
 	Length        int      `json:"length"`
 	Scopes        []string `json:"scopes"`
 	Subject       string   `json:"subject"`
+	Headers       []string `json:"headers"`
 }
 
 func decodeEcho(t *testing.T, body []byte) echoReply {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -273,6 +274,9 @@ type echoReply struct {
 	// Subject is the user the token was issued for ("" for
 	// client_credentials tokens).
 	Subject string `json:"subject"`
+	// Headers are the names of the request's headers, sorted, so tests
+	// can check what was (not) forwarded.
+	Headers []string `json:"headers"`
 }
 
 func serveEcho(w http.ResponseWriter, r *http.Request, auth string, scopes []string, subject string) {
@@ -281,6 +285,7 @@ func serveEcho(w http.ResponseWriter, r *http.Request, auth string, scopes []str
 	writeJSON(w, http.StatusOK, echoReply{
 		OK: true, Method: r.Method, Path: r.URL.Path, Authorization: auth,
 		SHA256: hex.EncodeToString(h.Sum(nil)), Length: int(n), Scopes: scopes, Subject: subject,
+		Headers: slices.Sorted(maps.Keys(r.Header)),
 	})
 }
 
