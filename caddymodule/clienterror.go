@@ -59,8 +59,8 @@ func (h *Handler) respondTokenError(w http.ResponseWriter, r *http.Request, cred
 	case errors.As(err, &hinted):
 		body.ErrorDescription = fmt.Sprintf("the authorization server refused the gateway's token request for credential %s: %s", id, hinted.hint)
 	case errors.Is(err, tokenstore.ErrConfiguration):
-		body.ErrorDescription = fmt.Sprintf("the authorization server refused the gateway's token request for credential %s as configured (%s); an operator must change the configuration",
-			id, clientReason(err))
+		body.ErrorDescription = fmt.Sprintf("the authorization server refused the gateway's token request for credential %s as configured (%s); %s",
+			id, clientReason(err), configFix(err))
 	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
 		status, retryAfter = http.StatusServiceUnavailable, 5
 		body.Error = "temporarily_unavailable"
@@ -87,6 +87,28 @@ func (h *Handler) respondTokenError(w http.ResponseWriter, r *http.Request, cred
 	}
 	w.WriteHeader(status)
 	return json.NewEncoder(w).Encode(body)
+}
+
+// configFix says what to change for a token request the authorization
+// server refused as configured.
+func configFix(err error) string {
+	var nf *notFoundError
+	if errors.As(err, &nf) {
+		return "an operator must set issuer or token_endpoint to the resource's authorization server (none publishes metadata where the configuration points)"
+	}
+	switch serverCode(err, "") {
+	case "unsupported_grant_type":
+		return "the server does not support the configured grant; an operator must change grant (or the server's settings)"
+	case "unauthorized_client":
+		return "the client may not use the configured grant; an operator must allow it for the client at the server or change grant"
+	case "invalid_scope":
+		return "the server refused the requested scopes; an operator must change scope (or max_scope)"
+	case "invalid_target":
+		return "the server refused the resource; an operator must check resource (or set resource_parameter off)"
+	case "invalid_request":
+		return "the server found the request malformed; an operator must check the configuration against the server's documentation"
+	}
+	return "an operator must change the configuration"
 }
 
 // clientReason is a bounded, stable reason for clients: a standard OAuth

@@ -14,12 +14,13 @@ const (
 	// bodies): retry with backoff and keep the credential.
 	Transient Class = iota
 	// Permanent failures: the grant or client was rejected
-	// (invalid_grant, invalid_client, unauthorized_client). Retrying
-	// the same credential cannot help.
+	// (invalid_grant, invalid_client). Retrying the same credential
+	// cannot help.
 	Permanent
 	// Rejected requests were wrong (invalid_scope, invalid_target,
-	// invalid_request, unsupported_grant_type) but the credential may be
-	// fine.
+	// invalid_request, unsupported_grant_type, unauthorized_client: the
+	// client may not use this grant) but the credential may be fine: a
+	// configuration change fixes them.
 	Rejected
 )
 
@@ -78,7 +79,7 @@ var standardCodes = map[string]Class{
 	"invalid_request":         Rejected,
 	"invalid_client":          Permanent,
 	"invalid_grant":           Permanent,
-	"unauthorized_client":     Permanent,
+	"unauthorized_client":     Rejected,
 	"unsupported_grant_type":  Rejected,
 	"invalid_scope":           Rejected,
 	"invalid_target":          Rejected,
