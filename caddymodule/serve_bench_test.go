@@ -26,6 +26,11 @@ func (okHandler) ServeHTTP(w http.ResponseWriter, _ *http.Request) error {
 // newTestHandler returns a provisioned-equivalent Handler whose credential
 // holds a token from a real (fake) authorization server.
 func newTestHandler(tb testing.TB, backend tokenstore.Backend) *Handler {
+	return newBenchHandler(tb, backend, false)
+}
+
+// newBenchHandler is newTestHandler, with DPoP-bound tokens when dpop.
+func newBenchHandler(tb testing.TB, backend tokenstore.Backend, dpop bool) *Handler {
 	tb.Helper()
 	as, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{})
 	if err != nil {
@@ -33,7 +38,7 @@ func newTestHandler(tb testing.TB, backend tokenstore.Backend) *Handler {
 	}
 	tb.Cleanup(as.Close)
 	as.AddClient("c1", "s1")
-	m, err := tokenstore.NewManager(backend, nil, zap.NewNop(), tokenstore.Options{})
+	m, err := tokenstore.NewManager(backend, nil, zap.NewNop(), tokenstore.Options{DecodeKey: decodeDPoPKey})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -44,9 +49,16 @@ func newTestHandler(tb testing.TB, backend tokenstore.Backend) *Handler {
 	res := h.newResolver()
 	h.resolver = res
 	h.cred = m.Credential(tokenstore.Spec{Resource: h.Resource, ClientID: "c1", Grant: tokenstore.GrantClientCredentials, TokenEndpoint: h.TokenEndpoint},
-		&requester{client: &oauthclient.Client{}, resolver: res, creds: oauthclient.Credentials{ClientID: "c1", ClientSecret: "s1"}, auth: clientAuth{secret: true}, resource: h.Resource, logger: zap.NewNop()})
-	if _, err := h.cred.Token(context.Background()); err != nil {
+		&requester{client: &oauthclient.Client{}, resolver: res, creds: oauthclient.Credentials{ClientID: "c1", ClientSecret: "s1"}, auth: clientAuth{secret: true}, resource: h.Resource, logger: zap.NewNop(), dpop: dpop})
+	if dpop {
+		h.dpop = newUpstreamDPoP(h.Resource)
+	}
+	tok, err := h.cred.Token(context.Background())
+	if err != nil {
 		tb.Fatal(err)
+	}
+	if dpop && tok.Key == nil {
+		tb.Fatal("the token is not DPoP-bound")
 	}
 	return h
 }
@@ -55,6 +67,22 @@ func newTestHandler(tb testing.TB, backend tokenstore.Backend) *Handler {
 // cached token, in front of a handler that answers 200.
 func BenchmarkHotPathCachedToken(b *testing.B) {
 	h := newTestHandler(b, tokenstore.NewMemoryBackend())
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		r := httptest.NewRequest(http.MethodGet, "/echo", nil)
+		for pb.Next() {
+			w := newDiscardWriter()
+			if err := h.ServeHTTP(w, r, okHandler{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkHotPathDPoP is BenchmarkHotPathCachedToken with a DPoP-bound
+// token: a new ES256 proof per request.
+func BenchmarkHotPathDPoP(b *testing.B) {
+	h := newBenchHandler(b, tokenstore.NewMemoryBackend(), true)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		r := httptest.NewRequest(http.MethodGet, "/echo", nil)

@@ -42,6 +42,7 @@ func main() {
 	caddyCPU := flag.String("caddy-cpu", "", "pin Caddy to these CPUs with taskset (e.g. 1); run loadbench itself on the others")
 	stores := flag.String("stores", "memory,file,redis", "credential stores to measure (memory, file, redis: a redis-server started here, redis=<url>: an existing one)")
 	nUsers := flag.Int("users", 10000, "users of the per-user target (authorization_code, one credential per user, Zipf traffic) in the first store's process; 0: none")
+	withDPoP := flag.Bool("dpop", true, "measure a DPoP gateway site (a proof per request) in the first store's process")
 	flag.Parse()
 	users := userNames(*nUsers)
 
@@ -62,10 +63,13 @@ func main() {
 			defer stop()
 			store = "redis=redis://" + addr
 		}
-		plainPort, gwPort, stormPort, adminPort, userPort := freePort(), freePort(), freePort(), freePort(), freePort()
+		plainPort, gwPort, stormPort, adminPort, userPort, dpopPort := freePort(), freePort(), freePort(), freePort(), freePort(), freePort()
 		cfg := caddyfile(store, adminPort, plainPort, gwPort, stormPort, upstream, as, validating)
 		if i == 0 && len(users) > 0 {
 			cfg += perUserSite(userPort, upstream, as)
+		}
+		if i == 0 && *withDPoP {
+			cfg += dpopSite(dpopPort, upstream, as)
 		}
 		proc := startCaddy(*caddyBin, *caddyCPU, cfg, adminPort, gwPort)
 		procs = append(procs, proc)
@@ -77,6 +81,9 @@ func main() {
 		targets = append(targets,
 			target{name: "reverse_proxy, " + storeName + " process", url: fmt.Sprintf("http://127.0.0.1:%d/", plainPort), pid: proc.Process.Pid, base: base},
 			target{name: "oauth_gateway, " + storeName + " store", url: fmt.Sprintf("http://127.0.0.1:%d/", gwPort), storm: fmt.Sprintf("http://127.0.0.1:%d/echo", stormPort), pid: proc.Process.Pid, base: base})
+		if i == 0 && *withDPoP {
+			targets = append(targets, target{name: "oauth_gateway + dpop, " + storeName, url: fmt.Sprintf("http://127.0.0.1:%d/", dpopPort), pid: proc.Process.Pid, base: base})
+		}
 		if i == 0 && len(users) > 0 {
 			gw := fmt.Sprintf("http://127.0.0.1:%d", userPort)
 			start := time.Now()
