@@ -95,6 +95,21 @@ func TestValidateNamesTheSubdirective(t *testing.T) {
 		{func(h *Handler) { h.MaxScope = []string{""} }, "max_scope: invalid scope"},
 		{func(h *Handler) { h.TrustedIssuers = []string{"http://as.example"} }, "trusted_issuers:"},
 		{func(h *Handler) { h.Source = "Caddyfile:7"; h.ClientID = "" }, "oauth_gateway for https://api.example/v1 (Caddyfile:7): client_id: required"},
+		// Issue 10: the exchange grants name what they miss.
+		{func(h *Handler) { h.Grant = "id_jag"; h.SubjectToken = "{http.request.header.X-Id-Token}" }, "idp_token_endpoint: required for grant id_jag"},
+		{func(h *Handler) { h.Grant = "id_jag"; h.IDPTokenEndpoint = "https://idp.example/token" }, "subject_token: required for grant id_jag"},
+		{func(h *Handler) {
+			h.Grant = "token_exchange"
+			h.SubjectToken = "{http.request.header.Authorization}"
+			h.SubjectTokenType = "saml"
+		}, "subject_token_type: "},
+		{func(h *Handler) { h.Grant = "token_exchange"; h.SubjectToken = "literal-token" }, "subject_token: must be one placeholder"},
+		{func(h *Handler) { h.SubjectToken = "{http.request.header.X}" }, "subject_token: only with grant token_exchange or id_jag"},
+		{func(h *Handler) {
+			h.Grant = "id_jag"
+			h.SubjectToken = "{http.request.header.X-Id-Token}"
+			h.IDPTokenEndpoint = "http://idp.example/token"
+		}, "idp_token_endpoint:"},
 	}
 	validate := func(h *Handler) error {
 		if err := h.expand(); err != nil {

@@ -9,8 +9,12 @@ import (
 // persist writes rec (generation rec.Generation) over storedGen. It never
 // loses rec: on failure rec stays in memory as a pending write, which a
 // background goroutine retries until it lands or a newer record replaces
-// it. The caller holds the credential's lock.
-func (c *Credential) persist(ctx context.Context, rec *Record, storedGen uint64) {
+// it. The caller holds the credential's lock; on failure persist takes
+// it over (release), keeping it while it retries: released, another
+// instance would refresh from the stored pair, whose refresh token this
+// refresh just spent, and the server would revoke the whole family. It
+// does so by taking held over.
+func (c *Credential) persist(ctx context.Context, rec *Record, storedGen uint64, held *lease) {
 	c.mu.Lock()
 	c.rec = rec.clone()
 	c.pending = true
@@ -38,6 +42,56 @@ func (c *Credential) persist(ctx context.Context, rec *Record, storedGen uint64)
 	c.m.hooks.storeError(c)
 	c.m.logger.Error("could not persist credential; keeping it in memory and retrying",
 		c.m.logFields(c, "generation", rec.Generation, "error", err.Error())...)
+	go c.retryUnderHeldLock(held.handOff(), held.at)
+}
+
+// lease is the refresh lock a refresh holds: released when the refresh
+// ends, unless persist took it over.
+type lease struct {
+	release func()
+	at      time.Time // when it was obtained (real time: the TTL is)
+	handed  bool
+}
+
+// handOff gives the release to a new owner.
+func (l *lease) handOff() func() {
+	l.handed = true
+	return l.release
+}
+
+func (l *lease) end() {
+	if !l.handed {
+		l.release()
+	}
+}
+
+// retryUnderHeldLock retries the pending write while the lease taken for
+// the refresh lasts (three quarters of LockTTL), then releases it and
+// goes on with startPersistRetry, which takes a lock per attempt.
+func (c *Credential) retryUnderHeldLock(release func(), lockedAt time.Time) {
+	deadline := lockedAt.Add(c.m.opts.LockTTL * 3 / 4)
+	wait := 50 * time.Millisecond
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		select {
+		case <-time.After(min(wait, left)):
+		case <-c.m.ctx.Done():
+			release()
+			return
+		}
+		wait = min(wait*2, 2*time.Second)
+		ctx, cancel := context.WithTimeout(c.m.ctx, min(c.m.opts.RefreshTimeout, max(time.Until(deadline), time.Second)))
+		done := c.writePending(ctx)
+		cancel()
+		if done {
+			release()
+			return
+		}
+	}
+	release()
 	c.startPersistRetry()
 }
 
@@ -85,7 +139,12 @@ func (c *Credential) retryPendingWrite() bool {
 		return false
 	}
 	defer release()
+	return c.writePending(ctx)
+}
 
+// writePending writes the pending record, if any, under the lock the
+// caller holds; it reports whether nothing is pending any more.
+func (c *Credential) writePending(ctx context.Context) bool {
 	c.mu.Lock()
 	rec, pending := c.rec.clone(), c.pending
 	c.mu.Unlock()

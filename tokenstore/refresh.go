@@ -47,7 +47,8 @@ func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, er
 			m.logFields(c, "error", err.Error())...)
 		release = func() {}
 	}
-	defer release()
+	held := &lease{release: release, at: time.Now()}
+	defer held.end()
 
 	base, storedGen, adopted, err := c.reconcile(ctx, failed, want)
 	if err != nil {
@@ -79,9 +80,14 @@ func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, er
 		}
 	}
 
+	// The token's lifetime counts from when it was asked for: the server
+	// counts from its answer, which may reach us late (a loaded machine,
+	// a slow network), and a token believed valid after the server
+	// expired it is answered with the upstream's 401.
+	asked := m.now()
 	res, err := c.requestWithRetry(ctx, req)
 	if err != nil {
-		return nil, c.handleRequestError(ctx, base, storedGen, err)
+		return nil, c.handleRequestError(ctx, base, storedGen, err, held)
 	}
 
 	now := m.now()
@@ -90,10 +96,10 @@ func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, er
 	next.Scopes = scopes
 	next.AccessToken = res.AccessToken
 	next.TokenType = res.TokenType
-	next.IssuedAt = now
+	next.IssuedAt = asked
 	next.Expiry = time.Time{}
 	if res.ExpiresIn > 0 {
-		next.Expiry = now.Add(res.ExpiresIn)
+		next.Expiry = asked.Add(res.ExpiresIn)
 	}
 	if res.RefreshToken != "" {
 		// Rotation: the old refresh token is spent from now on.
@@ -118,7 +124,7 @@ func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, er
 
 	// Persist before anything uses the new pair. A failed write keeps it
 	// in memory (the only copy of the new refresh token) and retries.
-	c.persist(ctx, next, storedGen)
+	c.persist(ctx, next, storedGen, held)
 
 	tok, err := m.newToken(next)
 	if err != nil {
@@ -151,7 +157,9 @@ func (c *Credential) reusable(failed string, want []string) *Token {
 		return nil
 	}
 	if failed != "" {
-		if t.AccessToken != failed {
+		// A replay must not go out with a token about to expire: the
+		// upstream would reject it as well, and the client would see it.
+		if t.AccessToken != failed && now < t.refreshAt {
 			return t
 		}
 		return nil
@@ -262,7 +270,7 @@ func (c *Credential) reconcile(ctx context.Context, failed string, want []string
 		if stored.AccessToken != "" && stored.AccessToken != failed {
 			t, terr := m.newToken(stored)
 			now := m.now().UnixNano()
-			if terr == nil && now < t.usableUntil && t.HasScopes(want) && (failed != "" || len(want) > 0 || now < t.refreshAt) {
+			if terr == nil && now < t.usableUntil && t.HasScopes(want) && (len(want) > 0 || now < t.refreshAt) {
 				c.install(t)
 				c.setState(StateHealthy, "")
 				m.hooks.adopted(c)
@@ -328,7 +336,7 @@ func (c *Credential) requestWithRetry(ctx context.Context, req TokenRequest) (*T
 }
 
 // handleRequestError classifies a failed token request and updates state.
-func (c *Credential) handleRequestError(ctx context.Context, base *Record, storedGen uint64, err error) error {
+func (c *Credential) handleRequestError(ctx context.Context, base *Record, storedGen uint64, err error, held *lease) error {
 	var ce ClassifiedError
 	switch {
 	case errors.As(err, &ce) && ce.Permanent():
@@ -340,7 +348,7 @@ func (c *Credential) handleRequestError(ctx context.Context, base *Record, store
 			dead.Dead, dead.LastError = true, err.Error()
 			dead.UpdatedAt = c.m.now()
 			dead.SeedHash = c.seedHash
-			c.persist(ctx, dead, storedGen)
+			c.persist(ctx, dead, storedGen, held)
 		}
 		c.mu.Lock()
 		c.healthLocked().lastErrValue = err

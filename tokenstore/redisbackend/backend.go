@@ -2,6 +2,7 @@ package redisbackend
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strconv"
@@ -153,10 +154,16 @@ func (b *Backend) List(ctx context.Context) ([]string, error) {
 // PX with a random owner token; release and refresh check the token), and
 // retries until ctx ends.
 func (b *Backend) Lock(ctx context.Context, id string, ttl time.Duration) (func(), error) {
+	// Our own token, so that a lease Redis set although the reply was
+	// lost (a timeout, a dropped connection) can still be released.
+	// Without it such a lease stalls every instance for its whole TTL.
+	token := rand.Text()
 	lock, err := b.locker.Obtain(ctx, b.lockKey(id), ttl, &redislock.Options{
 		RetryStrategy: redislock.LimitRetry(redislock.ExponentialBackoff(5*time.Millisecond, 200*time.Millisecond), 1<<30),
+		Token:         token,
 	})
 	if err != nil {
+		go b.releaseOrphan(b.lockKey(id), token)
 		if errors.Is(err, redislock.ErrNotObtained) || ctx.Err() != nil {
 			return nil, tokenstore.ErrLockTimeout
 		}
@@ -170,6 +177,18 @@ func (b *Backend) Lock(ctx context.Context, id string, ttl time.Duration) (func(
 		_ = lock.Release(ctx) // ErrLockNotHeld: it expired, someone else may own it now
 	}, nil
 }
+
+// releaseOrphan deletes key if it still holds token: a lease this
+// instance may have obtained without learning so. Best effort, bounded.
+func (b *Backend) releaseOrphan(key, token string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = releaseIfOwner.Run(ctx, b.client, []string{key}, token).Err()
+}
+
+// releaseIfOwner deletes a lock key whose value is (starts with) the
+// owner's token, as redislock's own release does.
+var releaseIfOwner = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`)
 
 // Publish implements tokenstore.Notifier.
 func (b *Backend) Publish(ctx context.Context, id string, gen uint64) error {

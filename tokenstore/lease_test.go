@@ -1,0 +1,94 @@
+package tokenstore
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// Found by the chaos suite (issue 12): an instance whose write of a
+// rotated pair failed released the refresh lock, another instance took
+// it, read the stored (spent) refresh token and presented it: the server
+// saw reuse and revoked the family. The lock is now kept until the
+// pending write lands, so the other instance adopts the new pair.
+func TestFailedWriteKeepsTheLockUntilThePairIsStored(t *testing.T) {
+	shared := &flakyBackend{Backend: NewMemoryBackend()}
+	req := newRotating("seed", time.Hour)
+	opts := testOptions()
+	opts.LockTTL = 10 * time.Second
+	a := newTestManager(t, shared, opts)
+	b := newTestManager(t, shared, opts)
+	ca, cb := a.Credential(refreshSpec("seed"), req), b.Credential(refreshSpec("seed"), req)
+	ctx := context.Background()
+	if _, err := ca.Token(ctx); err != nil { // stores rt-1
+		t.Fatal(err)
+	}
+	// Instance A refreshes; its write fails twice (the store is briefly
+	// unreachable), so the new pair exists only in A's memory for a while.
+	shared.failWrites.Store(2)
+	if _, err := ca.ForceRefresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Instance B must now refresh too (its upstream rejected the token).
+	tok, err := cb.Invalidate(ctx, "at-1")
+	if err != nil {
+		t.Fatalf("instance B: %v", err)
+	}
+	if n := req.reuse.Load(); n != 0 {
+		t.Fatalf("a spent refresh token was presented %d times", n)
+	}
+	if tok == nil || tok.AccessToken == "at-1" {
+		t.Fatalf("instance B got %v", tok)
+	}
+	if rec := storedRecord(t, a, ca.ID()); rec.RefreshToken == "seed" || rec.RefreshToken == "rt-1" {
+		t.Fatalf("store holds spent refresh token %q", rec.RefreshToken)
+	}
+}
+
+// Found by the chaos suite: a replay after a 401 went out with a token
+// past its refresh point (a 2-second token has 100 ms of margin), which
+// the upstream rejected too, and the client saw the 401. A token that
+// replaces a rejected one must be before its refresh point.
+func TestReplayDoesNotUseATokenAboutToExpire(t *testing.T) {
+	clk := &clock{now: time.Unix(1_000_000, 0)}
+	opts := testOptions()
+	opts.Now = clk.Now
+	m := newTestManager(t, NewMemoryBackend(), opts)
+	req := newRotating("seed", 10*time.Second)
+	c := m.Credential(refreshSpec("seed"), req)
+	ctx := context.Background()
+	tok, err := c.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(9 * time.Second) // past the refresh point (8 s), still usable
+	// A request that carried an older token was rejected: the current
+	// one is not handed to its replay; a new one is obtained.
+	got, err := c.Invalidate(ctx, "an-older-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.AccessToken == tok.AccessToken {
+		t.Fatalf("the replay got %s, which expires within a second", got.AccessToken)
+	}
+}
+
+// A token's lifetime counts from when it was asked for, not from when
+// the (slow) answer arrived.
+func TestLifetimeCountsFromTheRequest(t *testing.T) {
+	clk := &clock{now: time.Unix(1_000_000, 0)}
+	opts := testOptions()
+	opts.Now = clk.Now
+	m := newTestManager(t, NewMemoryBackend(), opts)
+	req := newRotating("seed", time.Minute)
+	asked := clk.Now()
+	req.fail = func(TokenRequest) error { clk.Advance(5 * time.Second); return nil } // a slow answer
+	c := m.Credential(refreshSpec("seed"), req)
+	tok, err := c.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := asked.Add(time.Minute); !tok.Expiry.Equal(want) {
+		t.Fatalf("expiry %v, want %v (counted from the request)", tok.Expiry.Sub(asked), time.Minute)
+	}
+}
