@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +216,19 @@ func (r *chaosRig) startNode(urls []string, block ...string) {
 %s		}
 		encryption_key {env.CHAOS_KEY}
 	}`, strings.Join(urls, " "), indent(block))
-	r.nodes = append(r.nodes, startCaddy(r.t, r.site(), caddyOptions{Global: global, Env: r.env()}))
+	// Registered first, so it runs after startCaddy's cleanup stopped
+	// the instance: $CHAOS_KEEP_LOGS keeps every instance's log there.
+	var p *caddyProc
+	idx := len(r.nodes)
+	r.t.Cleanup(func() {
+		dir := os.Getenv("CHAOS_KEEP_LOGS")
+		if dir == "" || p == nil {
+			return
+		}
+		name := strings.NewReplacer("/", "_").Replace(r.t.Name())
+		_ = os.MkdirAll(dir, 0o755)
+		_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-instance%d.log", name, idx)), []byte(p.Logs()), 0o644)
+	})
+	p = startCaddy(r.t, r.site(), caddyOptions{Global: global, Env: r.env()})
+	r.nodes = append(r.nodes, p)
 }

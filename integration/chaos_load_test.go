@@ -22,7 +22,7 @@ import (
 
 const (
 	chaosRate    = 200 // requests per second over the fleet
-	chaosWorkers = 48  // requests in flight at most; beyond, a tick is shed
+	chaosWorkers = 400 // requests in flight at most; beyond, a tick is shed
 )
 
 // chaosLoad drives steady open-loop load (chaosRate requests/s, GETs
@@ -49,6 +49,7 @@ type chaosLoad struct {
 	statuses map[string]int // outcome -> count
 	samples  []string       // the first unexpected outcomes, described
 	lastFail []time.Time    // per credential: last non-200 answer
+	perSec   map[int]map[string]int
 }
 
 type chaosJob struct {
@@ -78,6 +79,7 @@ func (r *chaosRig) startLoad() *chaosLoad {
 		epoch:    make([]atomic.Int64, len(r.nodes)),
 		statuses: map[string]int{},
 		lastFail: make([]time.Time, len(r.creds)),
+		perSec:   map[int]map[string]int{},
 	}
 	jobs := make(chan chaosJob)
 	for range chaosWorkers {
@@ -146,8 +148,15 @@ func (l *chaosLoad) do(j chaosJob) {
 	defer l.mu.Unlock()
 	l.requests++
 	l.statuses[out]++
-	if out != outOK && out != outKilled {
-		l.lastFail[j.cred] = time.Now()
+	if out != outOK {
+		sec := int(time.Since(l.start) / time.Second)
+		if l.perSec[sec] == nil {
+			l.perSec[sec] = map[string]int{}
+		}
+		l.perSec[sec][out]++
+		if out != outKilled {
+			l.lastFail[j.cred] = time.Now()
+		}
 	}
 	if !chaosAllowed(out) && len(l.samples) < 10 {
 		l.samples = append(l.samples, fmt.Sprintf("t=%s instance %d %s: %s %s",
@@ -216,6 +225,7 @@ type chaosReport struct {
 	perLife    float64  // token requests per credential per token lifetime: mean
 	perLifeMax float64  // ... and the highest
 	recovery   time.Duration
+	timeline   string // non-200 outcomes by second of the load
 }
 
 // runChaos runs the load for chaosWarmup, then fault (which returns when
@@ -239,6 +249,7 @@ func (r *chaosRig) runChaos(name string, fault func(l *chaosLoad)) *chaosReport 
 
 	rep := &chaosReport{name: name, faults: faultStop.Sub(faultStart), run: runEnd.Sub(l.start),
 		requests: l.requests, shed: l.shed, statuses: l.statuses, samples: l.samples, reuse: r.as.ReuseDetections()}
+	rep.timeline = l.timeline(faultStart, faultEnd)
 	recovered := faultEnd
 	for _, at := range l.lastFail {
 		if at.After(recovered) {
@@ -313,6 +324,7 @@ func (rep *chaosReport) check(t *testing.T) {
 			t.Errorf("%d client requests answered %q", n, out)
 		}
 	}
+	t.Logf("non-200 outcomes by second of the load: %s", rep.timeline)
 	if len(rep.samples) > 0 {
 		t.Logf("first unexpected outcomes:\n\t%s", strings.Join(rep.samples, "\n\t"))
 	}
@@ -322,4 +334,26 @@ func (rep *chaosReport) check(t *testing.T) {
 	if rep.perLifeMax > 2.5 {
 		t.Errorf("a credential made %.2f token requests per token lifetime (mean %.2f); want at most ~2", rep.perLifeMax, rep.perLife)
 	}
+}
+
+// timeline lists the non-200 outcomes of each second, marking the
+// seconds the fault started and ended.
+func (l *chaosLoad) timeline(faultStart, faultEnd time.Time) string {
+	var b strings.Builder
+	fs, fe := int(faultStart.Sub(l.start)/time.Second), int(faultEnd.Sub(l.start)/time.Second)
+	fmt.Fprintf(&b, "[fault from s%d to s%d]", fs, fe)
+	for _, sec := range slices.Sorted(maps.Keys(l.perSec)) {
+		var parts []string
+		for _, out := range slices.Sorted(maps.Keys(l.perSec[sec])) {
+			short := strings.TrimPrefix(out, outOtherStatus)
+			if out == outKilled {
+				short = "killed"
+			} else if out == outTransport {
+				short = "transport"
+			}
+			parts = append(parts, fmt.Sprintf("%s×%d", short, l.perSec[sec][out]))
+		}
+		fmt.Fprintf(&b, " s%d:%s", sec, strings.Join(parts, ","))
+	}
+	return b.String()
 }
