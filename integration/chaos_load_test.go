@@ -39,9 +39,10 @@ type chaosLoad struct {
 	down  []atomic.Bool
 	epoch []atomic.Int64 // bumped at every kill
 
-	// faultOver is when the fault ended, if it did before the fault
-	// function returned (see endFault).
-	faultOver atomic.Pointer[time.Time]
+	// faultBegun and faultOver are when the fault started and ended,
+	// when not at the fault function's call and return (beginFault,
+	// endFault).
+	faultBegun, faultOver atomic.Pointer[time.Time]
 
 	mu       sync.Mutex
 	requests int
@@ -122,6 +123,13 @@ func (r *chaosRig) startLoad() *chaosLoad {
 		}
 	}()
 	return l
+}
+
+// beginFault records that the fault starts now (the fault function
+// may first let the load run).
+func (l *chaosLoad) beginFault() {
+	now := time.Now()
+	l.faultBegun.Store(&now)
 }
 
 // endFault records that the fault is over: recovery is measured from
@@ -235,19 +243,22 @@ func (r *chaosRig) runChaos(name string, fault func(l *chaosLoad)) *chaosReport 
 	t := r.t
 	t.Helper()
 	l := r.startLoad()
+	defer l.stop() // also when the fault fails the test
 	time.Sleep(chaosWarmup)
 	faultStart := time.Now()
 	fault(l)
 	faultEnd := time.Now()
 	time.Sleep(chaosTail)
-	faultStop := faultEnd
+	if at := l.faultBegun.Load(); at != nil {
+		faultStart = *at
+	}
 	if at := l.faultOver.Load(); at != nil {
 		faultEnd = *at
 	}
 	l.stop()
 	runEnd := time.Now()
 
-	rep := &chaosReport{name: name, faults: faultStop.Sub(faultStart), run: runEnd.Sub(l.start),
+	rep := &chaosReport{name: name, faults: faultEnd.Sub(faultStart), run: runEnd.Sub(l.start),
 		requests: l.requests, shed: l.shed, statuses: l.statuses, samples: l.samples, reuse: r.as.ReuseDetections()}
 	rep.timeline = l.timeline(faultStart, faultEnd)
 	recovered := faultEnd
@@ -303,7 +314,7 @@ func (rep *chaosReport) String() string {
 	for _, k := range slices.Sorted(maps.Keys(rep.statuses)) {
 		st = append(st, fmt.Sprintf("%s: %d", k, rep.statuses[k]))
 	}
-	return fmt.Sprintf("%s: faults %s, load %s, %d requests (%d shed), outcomes {%s}, reuse detections %d, lost credentials %d, "+
+	return fmt.Sprintf("%s: fault %s, load %s, %d requests (%d shed), outcomes {%s}, reuse detections %d, lost credentials %d, "+
 		"token requests per credential per %s lifetime %.2f (max %.2f), recovery %s",
 		rep.name, rep.faults.Round(100*time.Millisecond), rep.run.Round(100*time.Millisecond), rep.requests, rep.shed,
 		strings.Join(st, ", "), rep.reuse, len(rep.lost), chaosAccessTTL, rep.perLife, rep.perLifeMax, rep.recovery.Round(100*time.Millisecond))
@@ -323,6 +334,15 @@ func (rep *chaosReport) check(t *testing.T) {
 		if !chaosAllowed(out) {
 			t.Errorf("%d client requests answered %q", n, out)
 		}
+	}
+	if n := rep.statuses[outOtherStatus+"401"]; n > 0 {
+		// A known finding, left failing on purpose (see the report of
+		// the chaos suite): the replay after an upstream 401 can carry a
+		// token that is already expired at the authorization server.
+		t.Errorf("FINDING (gateway): %d upstream 401s reached clients. The replay after a 401 reuses a token past its refresh "+
+			"point as long as it is before usableUntil (tokenstore/refresh.go reusable and reconcile), and a token's expiry is "+
+			"counted from when its response arrived, not from when it was requested (doRefresh), so under a slow token endpoint "+
+			"or a loaded host the replay's token has already expired at the authorization server and the upstream's 401 is passed on", n)
 	}
 	t.Logf("non-200 outcomes by second of the load: %s", rep.timeline)
 	if len(rep.samples) > 0 {

@@ -97,6 +97,7 @@ func chaosRedisRestart(t *testing.T, d time.Duration, args ...string) {
 	r.startStandalone(rs.Addr)
 	r.runChaos(t.Name(), func(l *chaosLoad) {
 		time.Sleep(d / 3)
+		l.beginFault()
 		rs.Stop()
 		time.Sleep(3 * time.Second)
 		rs.Restart()
