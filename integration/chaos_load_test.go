@@ -325,7 +325,12 @@ func (rep *chaosReport) check(t *testing.T) {
 	t.Helper()
 	t.Logf("CHAOS %s", rep)
 	if rep.reuse != 0 {
-		t.Errorf("%d refresh-token reuse detections at the authorization server", rep.reuse)
+		// A known finding, left failing on purpose (see the report of
+		// the chaos suite; reproduced by InstanceRedisLinkDegraded).
+		t.Errorf("FINDING (gateway): %d refresh-token reuse detections at the authorization server. When the write of a "+
+			"rotated pair fails, doRefresh (tokenstore/refresh.go) still releases the refresh lock (deferred release) while "+
+			"persist (tokenstore/persist.go) only retries in the background: another instance then takes the lock, reads the "+
+			"older record and presents the spent refresh token, and the authorization server revokes the family", rep.reuse)
 	}
 	if len(rep.lost) != 0 {
 		t.Errorf("%d credential/instance pairs not serving %s after the fault ended: %s", len(rep.lost), chaosRecovery, strings.Join(rep.lost[:min(5, len(rep.lost))], "; "))
