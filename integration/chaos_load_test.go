@@ -259,7 +259,7 @@ func (r *chaosRig) runChaos(name string, fault func(l *chaosLoad)) *chaosReport 
 	runEnd := time.Now()
 
 	rep := &chaosReport{name: name, faults: faultEnd.Sub(faultStart), run: runEnd.Sub(l.start),
-		requests: l.requests, shed: l.shed, statuses: l.statuses, samples: l.samples, reuse: r.as.ReuseDetections()}
+		requests: l.requests, shed: l.shed, statuses: l.statuses, samples: l.samples}
 	rep.timeline = l.timeline(faultStart, faultEnd)
 	recovered := faultEnd
 	for _, at := range l.lastFail {
@@ -291,6 +291,9 @@ func (r *chaosRig) runChaos(name string, fault func(l *chaosLoad)) *chaosReport 
 		}
 	}
 	rep.recovery = recovered.Sub(faultEnd)
+	// Read after the probe: a spent token presented once a stranded
+	// lock expires counts too.
+	rep.reuse = r.as.ReuseDetections()
 
 	perCred := map[string]int{}
 	for _, q := range r.as.Requests() {
