@@ -22,7 +22,7 @@ export GOFLAGS := -trimpath
 FUZZ_TARGETS ?= $(shell grep -r --include='*_test.go' -o '^func Fuzz[A-Za-z0-9_]*' . \
 	| sed -E 's|^(.*)/[^/]*_test.go:func (Fuzz.*)$$|\1:\2|' | sort -u)
 
-.PHONY: build build-race gen-main run demo test test-deps unit fuzz bench clean
+.PHONY: build build-race gen-main run demo test test-deps unit fuzz bench chaos clean
 
 build:
 ifneq ($(shell command -v xcaddy 2>/dev/null),)
@@ -151,6 +151,16 @@ bench: build
 	else \
 		bin/loadbench -caddy $(BIN) $(BENCH_FLAGS); \
 	fi
+
+# chaos: the fault-injection suite (integration/chaos_*_test.go): three
+# race-enabled Caddy instances on one Redis under steady load, with Redis
+# restarts, partitions through toxiproxy, SIGKILLed instances and a
+# failing authorization server; each fault lasts CHAOS_DURATION.
+CHAOS_DURATION ?= 60s
+
+chaos: test-deps build-race
+	CHAOS_DURATION=$(CHAOS_DURATION) OAUTHGW_CADDY=$(CURDIR)/bin/caddy-race \
+		$(GO) test -race -run Chaos -count=1 -v -timeout 40m ./integration
 
 clean:
 	rm -rf bin _build
