@@ -120,20 +120,9 @@ func (r *requester) exchange(ctx context.Context, p *tokenstore.PendingAuthoriza
 	if r.sendResource {
 		req.Resource = r.resource
 	}
-	var encKey []byte
-	if r.dpop {
-		// A new consent, a new key: the refresh token it yields may be
-		// bound to it (RFC 9449 §5).
-		if req.DPoP, encKey, err = r.dpopKeyFor(nil); err != nil {
-			return nil, err
-		}
-	}
-	resp, err := r.client.Token(ctx, creds, req)
-	if err != nil {
-		r.reregisterIfRejected(ctx, ep, creds, err)
-		return nil, r.explain(err)
-	}
-	return r.withKey(tokenResult(resp, ep), encKey, resp.TokenType), nil
+	// A new consent, a new key: the refresh token it yields may be bound
+	// to it (RFC 9449 §5).
+	return r.send(ctx, ep, creds, req, nil)
 }
 
 // reregisterIfRejected replaces a dynamically registered client the

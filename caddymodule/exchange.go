@@ -126,21 +126,12 @@ func (r *requester) exchangeToken(ctx context.Context, subjectToken string, stor
 	default:
 		req.Grant, req.SubjectToken, req.SubjectTokenType = oauthclient.GrantTokenExchange, subjectToken, r.subjectTokenType
 	}
-	var encKey []byte
-	if r.dpop {
-		if req.DPoP, encKey, err = r.dpopKeyFor(storedKey); err != nil {
-			return nil, err
-		}
-	}
 	creds, err := r.clientFor(ctx, ep)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := r.client.Token(ctx, creds, req)
-	if err != nil {
-		return nil, subjectFault(r.explain(err))
-	}
-	return r.withKey(tokenResult(resp, ep), encKey, resp.TokenType), nil
+	res, err := r.send(ctx, ep, creds, req, storedKey)
+	return res, subjectFault(err)
 }
 
 // idJAG asks the identity provider for an Identity Assertion JWT

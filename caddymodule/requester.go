@@ -148,15 +148,23 @@ func (r *requester) RequestToken(ctx context.Context, tr tokenstore.TokenRequest
 	if r.sendResource {
 		req.Resource = r.resource
 	}
-	var encKey []byte
-	if r.dpop {
-		if req.DPoP, encKey, err = r.dpopKeyFor(tr.Key); err != nil {
-			return nil, err
-		}
-	}
 	creds, err := r.clientFor(ctx, ep)
 	if err != nil {
 		return nil, err
+	}
+	return r.send(ctx, ep, creds, req, tr.Key)
+}
+
+// send makes the token request req at ep's server, with a DPoP proof of
+// the stored key (or a new one) when dpop is on, and returns the result
+// with the key to store.
+func (r *requester) send(ctx context.Context, ep *endpoints, creds oauthclient.Credentials, req oauthclient.Request, storedKey []byte) (*tokenstore.TokenResult, error) {
+	var encKey []byte
+	if r.dpop {
+		var err error
+		if req.DPoP, encKey, err = r.dpopKeyFor(storedKey); err != nil {
+			return nil, err
+		}
 	}
 	resp, err := r.client.Token(ctx, creds, req)
 	if err != nil {
