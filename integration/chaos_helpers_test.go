@@ -50,7 +50,12 @@ func chaosDuration(t *testing.T) time.Duration {
 
 // toxiServer is the toxiproxy server the chaos proxies belong to; only
 // its proxy collection and (silent) logger are used, no API listener.
-var toxiServer = toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+// Toxics log through zerolog's global logger at trace level, thousands
+// of lines a run: that logger is silenced too.
+var toxiServer = func() *toxiproxy.ApiServer {
+	zerolog.SetGlobalLevel(zerolog.Disabled)
+	return toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+}()
 
 // chaosProxy is one toxiproxy TCP proxy on a free loopback port.
 type chaosProxy struct {

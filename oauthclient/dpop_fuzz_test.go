@@ -54,3 +54,33 @@ func FuzzUseDPoPNonce(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseDPoPKey: a stored key is read back on every start and every
+// refresh; arbitrary bytes must be refused or give a key whose proofs
+// verify, never a panic.
+func FuzzParseDPoPKey(f *testing.F) {
+	k, err := NewDPoPKey()
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, err := k.MarshalPrivate()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte(`{"kty":"EC","crv":"P-256","x":"AAAA","y":"AAAA"}`))
+	f.Add([]byte(`{"kty":"oct","k":"c2VjcmV0"}`))
+	f.Add([]byte(`not json`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		key, err := ParseDPoPKey(data)
+		if err != nil {
+			return
+		}
+		if _, err := key.Proof("GET", "https://rs.example/x", "tok", ""); err != nil {
+			t.Fatalf("accepted key cannot sign: %v", err)
+		}
+		if key.Thumbprint() == "" {
+			t.Fatal("accepted key without thumbprint")
+		}
+	})
+}
