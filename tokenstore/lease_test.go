@@ -92,3 +92,28 @@ func TestLifetimeCountsFromTheRequest(t *testing.T) {
 		t.Fatalf("expiry %v, want %v (counted from the request)", tok.Expiry.Sub(asked), time.Minute)
 	}
 }
+
+// Found by the cost curve (issue 12): three instances reached the same
+// refresh point together and polled the lock (about 45 Redis commands
+// per token request). Each instance now picks its own point in the first
+// half of the window before the token must not be used.
+func TestRefreshPointsSpreadAcrossInstances(t *testing.T) {
+	now := time.Now()
+	rec := &Record{AccessToken: "x", IssuedAt: now, Expiry: now.Add(time.Minute)}
+	base := newToken(rec, time.Minute)
+	m := newTestManager(t, NewMemoryBackend(), testOptions())
+	seen := map[int64]bool{}
+	for range 20 {
+		tok, err := m.newToken(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok.refreshAt < base.refreshAt || tok.refreshAt >= base.refreshAt+(base.usableUntil-base.refreshAt)/2 {
+			t.Fatalf("refresh point %v outside [%v, half the window)", time.Duration(tok.refreshAt-base.refreshAt), 0)
+		}
+		seen[tok.refreshAt] = true
+	}
+	if len(seen) < 10 {
+		t.Fatalf("20 tokens got %d distinct refresh points", len(seen))
+	}
+}

@@ -3,6 +3,7 @@ package tokenstore
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"strings"
@@ -292,8 +293,21 @@ func (m *Manager) Credentials() []*Credential {
 }
 
 // newToken is the token of rec, bound to its DPoP key when it has one.
+//
+// Its refresh point is moved by a random part of the first half of the
+// window before it must not be used any more: each instance of a fleet
+// holds its own Token for a stored record, so each picks another point,
+// and the first to reach it refreshes while the others adopt the result
+// (published) instead of all contending for the lock at the same moment.
 func (m *Manager) newToken(rec *Record) (*Token, error) {
-	return newBoundToken(rec, m.opts.RefreshSkew, m.opts.DecodeKey)
+	t, err := newBoundToken(rec, m.opts.RefreshSkew, m.opts.DecodeKey)
+	if err != nil {
+		return nil, err
+	}
+	if window := t.usableUntil - t.refreshAt; t.refreshAt != timeForever && window > 1 {
+		t.refreshAt += rand.Int64N(window / 2)
+	}
+	return t, nil
 }
 
 // Close stops background work and closes the backend.
