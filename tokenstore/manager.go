@@ -25,8 +25,9 @@ type Options struct {
 	// CacheSize bounds how many credentials keep their token in memory
 	// (default 10000). Evicted credentials reload from the store.
 	CacheSize int
-	// LockTTL is the refresh lease; it must outlast a token request
-	// (default 45s).
+	// LockTTL is the refresh lease. Backends that share it across
+	// instances (Redis) extend it while its holder works, so it only
+	// bounds how long a holder that died blocks the others (default 10s).
 	LockTTL time.Duration
 	// LockWait bounds the wait for another holder's lease (default 20s).
 	LockWait time.Duration
@@ -78,7 +79,7 @@ func (o *Options) setDefaults() {
 		}
 	}
 	def(&o.RefreshSkew, 60*time.Second)
-	def(&o.LockTTL, 45*time.Second)
+	def(&o.LockTTL, 10*time.Second)
 	def(&o.LockWait, 20*time.Second)
 	def(&o.RefreshTimeout, 60*time.Second)
 	def(&o.RetryBase, 200*time.Millisecond)

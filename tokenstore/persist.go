@@ -65,11 +65,11 @@ func (l *lease) end() {
 	}
 }
 
-// retryUnderHeldLock retries the pending write while the lease taken for
-// the refresh lasts (three quarters of LockTTL), then releases it and
-// goes on with startPersistRetry, which takes a lock per attempt.
+// retryUnderHeldLock retries the pending write while it holds the lease
+// taken for the refresh (up to holdPending), then releases it and goes on
+// with startPersistRetry, which takes a lock per attempt.
 func (c *Credential) retryUnderHeldLock(release func(), lockedAt time.Time) {
-	deadline := lockedAt.Add(c.m.opts.LockTTL * 3 / 4)
+	deadline := lockedAt.Add(max(holdPending, c.m.opts.LockTTL*3/4))
 	wait := 50 * time.Millisecond
 	for {
 		left := time.Until(deadline)
@@ -182,3 +182,8 @@ func (c *Credential) markPersisted(rec *Record) {
 	c.mu.Unlock()
 	c.m.publish(c, rec.Generation)
 }
+
+// holdPending is how long a refresh whose write failed keeps the refresh
+// lease (extended by the backend) while it retries the write: longer
+// than a store's usual hiccup, shorter than the backend's maximum lease.
+const holdPending = 30 * time.Second

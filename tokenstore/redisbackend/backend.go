@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bsm/redislock"
@@ -169,13 +170,48 @@ func (b *Backend) Lock(ctx context.Context, id string, ttl time.Duration) (func(
 		}
 		return nil, fmt.Errorf("redisbackend: locking %s: %w", id, err)
 	}
+	stop := make(chan struct{})
+	go keepLease(lock, ttl, stop)
+	var once sync.Once
 	return func() {
-		// A fresh context: the caller's may be done, and a lease left
-		// behind stalls every instance until it expires.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = lock.Release(ctx) // ErrLockNotHeld: it expired, someone else may own it now
+		once.Do(func() {
+			close(stop)
+			// A fresh context: the caller's may be done, and a lease
+			// left behind stalls every instance until it expires.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = lock.Release(ctx) // ErrLockNotHeld: it expired, someone else may own it now
+		})
 	}, nil
+}
+
+// maxLease bounds how long a lease is extended: a holder stuck longer
+// than this (its work is bounded far below) loses it.
+const maxLease = 2 * time.Minute
+
+// keepLease extends the lease every third of its TTL while its holder
+// works, so the TTL only bounds how long a holder that died (a killed
+// process, a lost connection, a failover that lost the release) blocks
+// the others, and can be short.
+func keepLease(lock *redislock.Lock, ttl time.Duration, stop <-chan struct{}) {
+	tick := time.NewTicker(ttl / 3)
+	defer tick.Stop()
+	deadline := time.After(maxLease)
+	for {
+		select {
+		case <-stop:
+			return
+		case <-deadline:
+			return
+		case <-tick.C:
+			ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
+			err := lock.Refresh(ctx, ttl, nil)
+			cancel()
+			if errors.Is(err, redislock.ErrNotObtained) {
+				return // expired meanwhile: someone else may hold it now
+			}
+		}
+	}
 }
 
 // releaseOrphan deletes key if it still holds token: a lease this

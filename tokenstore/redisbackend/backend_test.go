@@ -66,11 +66,13 @@ func TestLockOwnershipAndExpiry(t *testing.T) {
 	a := newBackend(t, Config{URLs: []string{s.URL()}})
 	b := newBackend(t, Config{URLs: []string{s.URL()}})
 	ctx := context.Background()
-	releaseA, err := a.Lock(ctx, "c", 300*time.Millisecond)
+	// A holder that died: its lease is set and nobody extends it (taken
+	// here without Backend.Lock, which would keep it alive).
+	dead, err := a.locker.Obtain(ctx, a.lockKey("c"), 300*time.Millisecond, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// b waits; a's lease expires; b takes it over.
+	// b waits; the dead holder's lease expires; b takes it over.
 	start := time.Now()
 	releaseB, err := b.Lock(ctx, "c", time.Minute)
 	if err != nil {
@@ -79,12 +81,37 @@ func TestLockOwnershipAndExpiry(t *testing.T) {
 	if waited := time.Since(start); waited < 200*time.Millisecond {
 		t.Fatalf("took a held lock after %s", waited)
 	}
-	// a's late release must not free b's lease.
-	releaseA()
+	// The dead holder's late release must not free b's lease.
+	_ = dead.Release(ctx)
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
 	if _, err := a.Lock(short, "c", time.Minute); !errors.Is(err, tokenstore.ErrLockTimeout) {
 		t.Fatalf("a released b's lock: %v", err)
+	}
+	releaseB()
+}
+
+// A live holder's lease is extended past its TTL while it works, and
+// released at once when it is done.
+func TestLockIsExtendedWhileHeld(t *testing.T) {
+	s := redistest.Start(t)
+	a := newBackend(t, Config{URLs: []string{s.URL()}})
+	b := newBackend(t, Config{URLs: []string{s.URL()}})
+	ctx := context.Background()
+	releaseA, err := a.Lock(ctx, "c", 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // three TTLs
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := b.Lock(short, "c", time.Minute); !errors.Is(err, tokenstore.ErrLockTimeout) {
+		t.Fatalf("a live holder lost its lease after three TTLs: %v", err)
+	}
+	releaseA()
+	releaseB, err := b.Lock(ctx, "c", time.Minute)
+	if err != nil {
+		t.Fatalf("after release: %v", err)
 	}
 	releaseB()
 }
