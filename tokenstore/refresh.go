@@ -267,7 +267,11 @@ func (c *Credential) reconcile(ctx context.Context, failed string, want []string
 		c.rec = stored.clone()
 		c.pending = false
 		c.mu.Unlock()
-		if stored.AccessToken != "" && stored.AccessToken != failed {
+		// Adopt only a token this instance does not hold yet (another
+		// instance's refresh): the one it holds is why it refreshes, and
+		// would come back with a new (random) refresh point.
+		if cur := c.current.Load(); stored.AccessToken != "" && stored.AccessToken != failed &&
+			(cur == nil || cur.AccessToken != stored.AccessToken) {
 			t, terr := m.newToken(stored)
 			now := m.now().UnixNano()
 			if terr == nil && now < t.usableUntil && t.HasScopes(want) && (len(want) > 0 || now < t.refreshAt) {
