@@ -151,6 +151,7 @@ bench: build
 	else \
 		bin/loadbench -caddy $(BIN) $(BENCH_FLAGS); \
 	fi
+	$(GO) run ./internal/cmd/costcurve -caddy $(BIN) $(COSTCURVE_FLAGS)
 
 clean:
 	rm -rf bin _build
