@@ -43,14 +43,24 @@ func main() {
 	steadyWin := flag.Duration("steady", 0, "steady-state measurement window; 0: one refresh interval (4/5 of -ttl)")
 	steadySizes := flag.String("steady-sizes", "max", `sizes to measure at steady state: "max" (the largest of -sizes), "all", "none" or a list`)
 	startupSize := flag.Int("startup-size", -1, "credentials stored before the start-up measurement; -1: the largest of -sizes, 0: skip")
+	fileStartupSize := flag.Int("file-startup-size", -1, "credentials stored in the file store before its start-up measurement (stored through the flow at ~200/s); -1: as -startup-size")
+	scanConc := flag.Int("scan-c", 1, "connections of the miss-latency scan and its hit baseline (1: a miss's own cost, no queueing)")
+	phasesFlag := flag.String("phases", "memory,redis,steady,startup", "what to measure: memory (memory store), redis (1 and 3 instances, and cache_size N/10), steady, startup")
 	out := flag.String("out", "bench-out", "directory for the CSV files and PNG plots")
 	flag.Parse()
+	phases := map[string]bool{}
+	for _, p := range strings.Split(*phasesFlag, ",") {
+		phases[strings.TrimSpace(p)] = true
+	}
 
 	*caddyCPU = pin(*caddyCPU)
 	sizes := parseSizes(*sizesFlag)
 	largest := slices.Max(sizes)
 	if *startupSize < 0 {
 		*startupSize = largest
+	}
+	if *fileStartupSize < 0 {
+		*fileStartupSize = *startupSize
 	}
 	if *scan <= 0 {
 		*scan = 2 * *round
@@ -73,14 +83,14 @@ func main() {
 		}
 	}
 
-	allUsers := userNames(max(largest, *startupSize))
+	allUsers := userNames(max(largest, *startupSize, *fileStartupSize))
 	as, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{AccessTTL: time.Hour, Users: allUsers})
 	check(err)
 	defer as.Close()
 	as.AddClient("bench", "bench-secret")
 	b := &bench{
 		caddyBin: *caddyBin, caddyCPU: *caddyCPU, conc: *conc, round: *round, rounds: *rounds,
-		dist: *dist, authWorkers: *authWorkers, scan: *scan, upstream: startTrivialUpstream(), as: as,
+		dist: *dist, authWorkers: *authWorkers, scan: *scan, scanConc: *scanConc, upstream: startTrivialUpstream(), as: as,
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *conc * 2, MaxConnsPerHost: *conc * 2}},
 	}
 	machine := machineDescription()
@@ -94,10 +104,20 @@ func main() {
 	for _, n := range sizes {
 		fmt.Printf("\n== %d credentials (%s elapsed)\n", n, time.Since(start).Round(time.Second))
 		users := allUsers[:n]
-		rows = append(rows, b.memoryRow(users))
+		if phases["memory"] {
+			rows = append(rows, b.memoryRow(users))
+		}
+		if !phases["redis"] && !(phases["startup"] && n == *startupSize) {
+			continue
+		}
 		rs := startRedis()
-		rows = append(rows, b.redisRows(users, rs)...)
-		if n == *startupSize {
+		if phases["redis"] {
+			rows = append(rows, b.redisRows(users, rs)...)
+		}
+		if phases["startup"] && n == *startupSize {
+			if !phases["redis"] {
+				b.seedRedis(users, rs)
+			}
 			fmt.Println("  start-up over redis")
 			st := b.measureStartup(site{store: "redis=" + rs.addr, cacheSize: n, upstream: b.upstream, issuer: as.Issuer(),
 				redirect: "http://127.0.0.1:1/.oauth/callback"}, users[0])
@@ -105,14 +125,16 @@ func main() {
 			starts = append(starts, st)
 		}
 		rs.stop()
-		if steadyAt[n] {
+		if phases["steady"] && steadyAt[n] {
 			fmt.Printf("  steady state: 3 redis instances, %s tokens, %s window\n", *ttl, *steadyWin)
 			steadies = append(steadies, b.runSteady(n, *ttl, *steadyWin))
 		}
 	}
-	if *startupSize > 0 {
-		fmt.Printf("\n== start-up over a file store with %d credentials\n", *startupSize)
-		starts = append(starts, b.fileStartup(allUsers[:*startupSize]))
+	if phases["startup"] && *fileStartupSize > 0 {
+		fmt.Printf("\n== start-up over a file store with %d credentials\n", *fileStartupSize)
+		starts = append(starts, b.fileStartup(allUsers[:*fileStartupSize]))
+	}
+	if phases["startup"] {
 		st := b.measureStartup(site{store: "memory", cacheSize: 1, upstream: b.upstream, issuer: as.Issuer()}, "")
 		st.store = "memory (empty)"
 		starts = append(starts, st)
@@ -183,6 +205,15 @@ func (b *bench) redisRows(users []string, rs *redisServer) []row {
 		rows = append(rows, small)
 	}
 	return rows
+}
+
+// seedRedis stores the users' credentials in rs through one instance
+// (when the redis rows, which do that, are not measured).
+func (b *bench) seedRedis(users []string, rs *redisServer) {
+	in := startCaddy(b.caddyBin, b.caddyCPU, site{store: "redis=" + rs.addr, cacheSize: len(users), upstream: b.upstream, issuer: b.as.Issuer()}, true)
+	defer in.stop()
+	r := newRow(len(users), "redis", 1, len(users))
+	b.authorize(in, users, &r)
 }
 
 // fileStartup stores the users' credentials in a file store through one

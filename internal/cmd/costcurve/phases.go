@@ -19,6 +19,7 @@ type bench struct {
 	dist               string
 	authWorkers        int
 	scan               time.Duration
+	scanConc           int
 	upstream           string
 	as                 *fakeoauth.AuthServer // 1 h tokens: no refresh during the hot-path rounds
 	client             *http.Client
@@ -40,8 +41,9 @@ type row struct {
 	redisPerLoad        float64 // Redis commands per credential loaded by a request (cold instance)
 	missRate            float64 // misses / lookups during the rounds
 	missP50, missP99    time.Duration
-	missFrac            float64 // misses / lookups during the miss-latency scan
-	authPerSec          float64 // flow authorizations per second (NaN: none here)
+	hitP50, hitP99      time.Duration // the same scan over fewer users than cache_size
+	missFrac            float64       // misses / lookups during the miss-latency scan
+	authPerSec          float64       // flow authorizations per second (NaN: none here)
 	errors              int64
 }
 
@@ -160,8 +162,11 @@ func cpuPerRequest(rs []result) float64 {
 // missLatency scans the users in order with every worker taking the next
 // one, so with cache_size below N every lookup misses the LRU; it reports
 // the latency of those requests and the miss fraction the gateway counted.
+// The same scan over half of cache_size users (all cached after the first
+// pass, which is left out) gives the hit latency to compare with.
 func (b *bench) missLatency(in *instance, users []string, r *row) {
 	l := b.newLoad([]string{in.gwURL}, users, "cyclic")
+	l.conc = b.scanConc
 	c0 := in.cacheCounts()
 	res := l.run(b.scan)
 	c := in.cacheCounts().sub(c0)
@@ -169,6 +174,12 @@ func (b *bench) missLatency(in *instance, users []string, r *row) {
 		r.missFrac = c.miss / lookups
 	}
 	r.missP50, r.missP99 = percentile([]result{res}, 0.5), percentile([]result{res}, 0.99)
+	r.errors += res.errors
+	hot := b.newLoad([]string{in.gwURL}, users[:max(1, r.cache/2)], "cyclic")
+	hot.conc = b.scanConc
+	r.errors += hot.touchAll(in.gwURL)
+	res = hot.run(b.scan)
+	r.hitP50, r.hitP99 = percentile([]result{res}, 0.5), percentile([]result{res}, 0.99)
 	r.errors += res.errors
 }
 

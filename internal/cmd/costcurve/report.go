@@ -25,23 +25,25 @@ func report(dir, machine string, b *bench, rows []row, steadies []steady, starts
 	check(err)
 	defer f.Close()
 	w := io.MultiWriter(os.Stdout, f)
-	fmt.Fprintf(w, "\n## Cost curve\n\n%s. Loopback, %d connections, %d interleaved rounds of %s, %s traffic over the N credentials.\n\n",
-		machine, b.conc, b.rounds, b.round, b.dist)
+	if len(rows) > 0 {
+		fmt.Fprintf(w, "\n## Cost curve\n\n%s. Loopback, %d connections, %d interleaved rounds of %s, %s traffic over the N credentials.\n\n",
+			machine, b.conc, b.rounds, b.round, b.dist)
 
-	head := []string{"N", "store", "instances", "cache_size", "ratio gw/plain", "gw req/s", "plain req/s", "gw p99", "plain p99",
-		"CPU µs/req gw", "CPU µs/req plain", "heap B/cred", "RSS B/cred", "Redis B/cred", "Redis cmds/req", "Redis cmds/load",
-		"miss rate", "miss p50", "miss p99", "scan miss fraction", "flow auth/s", "errors"}
-	var table [][]string
-	for _, r := range rows {
-		table = append(table, []string{
-			strconv.Itoa(r.n), r.store, strconv.Itoa(r.instances), strconv.Itoa(r.cache), num(r.ratio, 3),
-			num(r.gwRPS, 0), num(r.plainRPS, 0), dur(r.gwP99), dur(r.plainP99), num(r.gwCPU, 1), num(r.plainCPU, 1),
-			num(r.heapPerCred, 0), num(r.rssPerCred, 0), num(r.redisPerCred, 0), num(r.redisPerReq, 4), num(r.redisPerLoad, 2),
-			num(r.missRate, 3), dur(r.missP50), dur(r.missP99), num(r.missFrac, 3), num(r.authPerSec, 0), strconv.FormatInt(r.errors, 10),
-		})
+		head := []string{"N", "store", "instances", "cache_size", "ratio gw/plain", "gw req/s", "plain req/s", "gw p99", "plain p99",
+			"CPU µs/req gw", "CPU µs/req plain", "heap B/cred", "RSS B/cred", "Redis B/cred", "Redis cmds/req", "Redis cmds/load",
+			"miss rate", "scan miss fraction", "miss p50", "miss p99", "hit p50", "hit p99", "flow auth/s", "errors"}
+		var table [][]string
+		for _, r := range rows {
+			table = append(table, []string{
+				strconv.Itoa(r.n), r.store, strconv.Itoa(r.instances), strconv.Itoa(r.cache), num(r.ratio, 3),
+				num(r.gwRPS, 0), num(r.plainRPS, 0), dur(r.gwP99), dur(r.plainP99), num(r.gwCPU, 1), num(r.plainCPU, 1),
+				num(r.heapPerCred, 0), num(r.rssPerCred, 0), num(r.redisPerCred, 0), num(r.redisPerReq, 4), num(r.redisPerLoad, 2),
+				num(r.missRate, 3), num(r.missFrac, 3), dur(r.missP50), dur(r.missP99), dur(r.hitP50), dur(r.hitP99), num(r.authPerSec, 0), strconv.FormatInt(r.errors, 10),
+			})
+		}
+		markdown(w, head, table)
+		writeCSV(filepath.Join(dir, "costcurve.csv"), head, table)
 	}
-	markdown(w, head, table)
-	writeCSV(filepath.Join(dir, "costcurve.csv"), head, table)
 
 	if len(steadies) > 0 {
 		fmt.Fprintf(w, "\n## Steady state: 3 instances over one Redis\n\n")
@@ -104,7 +106,7 @@ func plotCurves(dir string, rows []row) {
 		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
 		if logY {
 			p.Y.Scale = plot.LogScale{}
-			p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+			p.Y.Tick.Marker = oneTwoFive{}
 		}
 		p.Add(plotter.NewGrid())
 		p.Legend.Top = true
@@ -117,12 +119,46 @@ func plotCurves(dir string, rows []row) {
 			return
 		}
 		check(plotutil.AddLinePoints(p, args...))
+		// Room above the data for the legend.
+		if logY {
+			p.Y.Max *= 4
+		} else {
+			p.Y.Max += (p.Y.Max - p.Y.Min) * 0.4
+			one := plotter.NewFunction(func(float64) float64 { return 1 })
+			one.Dashes = []vg.Length{vg.Points(2), vg.Points(2)}
+			p.Add(one)
+			p.Y.Min = min(p.Y.Min, 0.95)
+			p.Y.Max = max(p.Y.Max, 1.05)
+		}
 		check(p.Save(7*vg.Inch, 4.5*vg.Inch, filepath.Join(dir, file)))
 	}
 	save("throughput.png", "Gateway throughput / plain reverse_proxy (median of interleaved rounds)", "ratio", false,
 		func(r row) float64 { return r.ratio })
 	save("memory.png", "Go heap per credential held (after GC, loaded minus empty)", "bytes per credential", true,
 		func(r row) float64 { return r.heapPerCred })
+}
+
+// oneTwoFive labels a log axis at 1, 2 and 5 times powers of ten, so a
+// range within one decade still has labels (plot.LogTicks labels only the
+// powers of ten).
+type oneTwoFive struct{}
+
+func (oneTwoFive) Ticks(lo, hi float64) []plot.Tick {
+	var ticks []plot.Tick
+	for e := math.Floor(math.Log10(lo)); math.Pow(10, e) <= hi; e++ {
+		for m := 1.0; m < 10; m++ {
+			v := m * math.Pow(10, e)
+			if v < lo || v > hi {
+				continue
+			}
+			t := plot.Tick{Value: v}
+			if m == 1 || m == 2 || m == 5 {
+				t.Label = strconv.FormatFloat(v, 'f', -1, 64)
+			}
+			ticks = append(ticks, t)
+		}
+	}
+	return ticks
 }
 
 func markdown(w io.Writer, head []string, rows [][]string) {
