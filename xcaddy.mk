@@ -151,6 +151,7 @@ bench: build
 	else \
 		bin/loadbench -caddy $(BIN) $(BENCH_FLAGS); \
 	fi
+	$(GO) run ./internal/cmd/costcurve -caddy $(BIN) $(COSTCURVE_FLAGS)
 
 # chaos: the fault-injection suite (integration/chaos_*_test.go): three
 # race-enabled Caddy instances on one Redis under steady load, with Redis

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The load generator and the authorization-code flow that gives every
+// user a credential. authorizeUsers/authorizeUser/redirectOf follow
+// loadbench's peruser.go (a main package, so not importable).
+
+func userNames(n int) []string {
+	users := make([]string, n)
+	for i := range users {
+		users[i] = fmt.Sprintf("user%06d", i)
+	}
+	return users
+}
+
+// load drives urls (worker w uses urls[w%len(urls)]) with conc keep-alive
+// workers; each request names a user in X-User, chosen by pick.
+type load struct {
+	client *http.Client
+	urls   []string
+	users  []string
+	pick   string // uniform, zipf, cyclic (every worker takes the next user in turn)
+	conc   int
+	next   atomic.Int64 // cyclic position
+	// seen, when set, marks each user requested (for credentials in use).
+	seen []atomic.Bool
+}
+
+type result struct {
+	requests, errors int64
+	elapsed          time.Duration
+	cpu              time.Duration // Caddy CPU time during the run, all instances
+	latencies        []time.Duration
+}
+
+func (l *load) run(d time.Duration) result {
+	var n, errs atomic.Int64
+	lat := make([][]time.Duration, l.conc)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < l.conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u := l.urls[w%len(l.urls)]
+			rng := rand.New(rand.NewPCG(uint64(w)+1, uint64(time.Now().UnixNano())))
+			var z *rand.Zipf
+			if l.pick == "zipf" && len(l.users) > 1 {
+				z = rand.NewZipf(rng, 1.1, 1, uint64(len(l.users)-1))
+			}
+			for ctx.Err() == nil {
+				i := -1
+				switch {
+				case len(l.users) == 0:
+				case l.pick == "cyclic":
+					i = int(l.next.Add(1)-1) % len(l.users)
+				case z != nil:
+					i = int(z.Uint64())
+				default:
+					i = rng.IntN(len(l.users))
+				}
+				t0 := time.Now()
+				if !l.get(u, i) {
+					if ctx.Err() == nil {
+						errs.Add(1)
+					}
+					continue
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	var all []time.Duration
+	for _, x := range lat {
+		all = append(all, x...)
+	}
+	return result{requests: n.Load(), errors: errs.Load(), elapsed: time.Since(start), latencies: all}
+}
+
+// get requests u for user i (none when i < 0); true on a 200.
+func (l *load) get(u string, i int) bool {
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	if i >= 0 {
+		req.Header.Set("X-User", l.users[i])
+		if l.seen != nil {
+			l.seen[i].Store(true)
+		}
+	}
+	resp, err := l.client.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// touchAll requests every user once at u with conc workers, so the
+// instance holds every credential; it returns the failures.
+func (l *load) touchAll(u string) int64 {
+	var next, errs atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < l.conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(l.users) {
+					return
+				}
+				if !l.get(u, i) {
+					errs.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errs.Load()
+}
+
+func rate(r result) float64 { return float64(r.requests) / r.elapsed.Seconds() }
+
+// percentile of the latencies of rs together (q in [0,1]).
+func percentile(rs []result, q float64) time.Duration {
+	var all []time.Duration
+	for _, r := range rs {
+		all = append(all, r.latencies...)
+	}
+	if len(all) == 0 {
+		return 0
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	return all[min(len(all)-1, int(q*float64(len(all))))]
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// noRedirects keeps connections (the flow makes three requests per user,
+// hundreds of thousands in a large run: new connections would exhaust the
+// loopback's ephemeral ports in TIME_WAIT).
+var noRedirects = &http.Client{
+	Transport:     &http.Transport{MaxIdleConnsPerHost: 64},
+	Timeout:       30 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// authorizeUsers runs the authorization-code flow for every user through
+// the gateway at base (scheme://host:port): start, the user's decision at
+// the authorization server, the callback.
+func authorizeUsers(base string, users []string, workers int) error {
+	var next atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(users) || firstErr.Load() != nil {
+					return
+				}
+				if err := authorizeUser(base, users[i]); err != nil {
+					firstErr.Store(fmt.Errorf("%s: %w", users[i], err))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return err
+	}
+	return nil
+}
+
+func authorizeUser(base, user string) error {
+	loc, err := redirectOf(http.MethodGet, base+"/.oauth/start", user, nil)
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	authURL, err := url.Parse(loc)
+	if err != nil {
+		return err
+	}
+	form := authURL.Query()
+	form.Set("user", user)
+	decide := *authURL
+	decide.Path += "/decide"
+	decide.RawQuery = ""
+	callback, err := redirectOf(http.MethodPost, decide.String(), "", form)
+	if err != nil {
+		return fmt.Errorf("decision: %w", err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, callback, nil)
+	req.Header.Set("X-User", user)
+	resp, err := noRedirects.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("callback: %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func redirectOf(method, u, user string, form url.Values) (string, error) {
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, u, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if user != "" {
+		req.Header.Set("X-User", user)
+	}
+	resp, err := noRedirects.Do(req)
+	if err != nil {
+		return "", err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		return "", fmt.Errorf("status %d", resp.StatusCode)
+	}
+	if loc := resp.Header.Get("Location"); loc != "" {
+		return loc, nil
+	}
+	return "", errors.New("no Location")
+}
