@@ -328,12 +328,10 @@ func (rep *chaosReport) check(t *testing.T) {
 	t.Helper()
 	t.Logf("CHAOS %s", rep)
 	if rep.reuse != 0 {
-		// A known finding, left failing on purpose (see the report of
-		// the chaos suite; reproduced by InstanceRedisLinkDegraded).
-		t.Errorf("FINDING (gateway): %d refresh-token reuse detections at the authorization server. When the write of a "+
-			"rotated pair fails, doRefresh (tokenstore/refresh.go) still releases the refresh lock (deferred release) while "+
-			"persist (tokenstore/persist.go) only retries in the background: another instance then takes the lock, reads the "+
-			"older record and presents the spent refresh token, and the authorization server revokes the family", rep.reuse)
+		// Found by this suite once: a refresh whose write failed released
+		// the lock, and another instance presented the spent refresh
+		// token (tokenstore/persist.go now keeps the lease meanwhile).
+		t.Errorf("%d refresh-token reuse detections at the authorization server: a spent refresh token was presented", rep.reuse)
 	}
 	if len(rep.lost) != 0 {
 		t.Errorf("%d credential/instance pairs not serving %s after the fault ended: %s", len(rep.lost), chaosRecovery, strings.Join(rep.lost[:min(5, len(rep.lost))], "; "))
@@ -344,13 +342,10 @@ func (rep *chaosReport) check(t *testing.T) {
 		}
 	}
 	if n := rep.statuses[outOtherStatus+"401"]; n > 0 {
-		// A known finding, left failing on purpose (see the report of
-		// the chaos suite): the replay after an upstream 401 can carry a
-		// token that is already expired at the authorization server.
-		t.Errorf("FINDING (gateway): %d upstream 401s reached clients. The replay after a 401 reuses a token past its refresh "+
-			"point as long as it is before usableUntil (tokenstore/refresh.go reusable and reconcile), and a token's expiry is "+
-			"counted from when its response arrived, not from when it was requested (doRefresh), so under a slow token endpoint "+
-			"or a loaded host the replay's token has already expired at the authorization server and the upstream's 401 is passed on", n)
+		// Found by this suite: replays with tokens about to expire, and
+		// a reactive token rejected as it expired taken for a
+		// misbehaving upstream (tokenstore/credential.go Invalidate).
+		t.Errorf("%d upstream 401s reached clients: a replay carried a token the upstream rejected again", n)
 	}
 	t.Logf("non-200 outcomes by second of the load: %s", rep.timeline)
 	if len(rep.samples) > 0 {

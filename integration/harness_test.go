@@ -257,6 +257,13 @@ func (p *caddyProc) Restart(env ...string) {
 	p.start(env)
 }
 
+// Pid is the running Caddy's process id.
+func (p *caddyProc) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd.Process.Pid
+}
+
 // Logs returns everything Caddy wrote so far, over all its runs.
 func (p *caddyProc) Logs() string {
 	b, _ := os.ReadFile(p.logPath)

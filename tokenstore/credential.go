@@ -234,8 +234,12 @@ func (c *Credential) Cached() *Token { return c.current.Load() }
 // refreshed again (ErrRejectedAgain): the upstream is rejecting fresh
 // tokens, and the token endpoint must not follow it one to one.
 func (c *Credential) Invalidate(ctx context.Context, failed string) (*Token, error) {
+	// Only while the token is well within its life: one rejected near
+	// its expiry (short-lived tokens, a slow hop to the upstream) was
+	// rejected for expiring, and is refreshed like any other.
+	now := c.m.now().UnixNano()
 	if t := c.current.Load(); t != nil && failed != "" && t.AccessToken == failed && t.reactive &&
-		time.Duration(c.m.now().UnixNano()-t.obtainedAt) < c.m.opts.ReactiveRefreshInterval {
+		time.Duration(now-t.obtainedAt) < c.m.opts.ReactiveRefreshInterval && now < t.refreshAt {
 		c.m.hooks.rejectedAgain(c)
 		return nil, ErrRejectedAgain
 	}

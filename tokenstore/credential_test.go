@@ -265,7 +265,7 @@ func TestBackgroundRefreshKeepsServingCurrentToken(t *testing.T) {
 	c := m.Credential(refreshSpec("seed"), req)
 	ctx := context.Background()
 	first, _ := c.Token(ctx)
-	clk.Advance(8500 * time.Millisecond) // past refreshAt (8s), before usableUntil (9.5s)
+	clk.Advance(9 * time.Second) // past refreshAt (8 s, moved up to 0.75 s later per instance), before usableUntil (9.5 s)
 	got, err := c.Token(ctx)
 	if err != nil || got.AccessToken != first.AccessToken {
 		t.Fatalf("inside the refresh window the current token is served: %v %v", got, err)

@@ -2,6 +2,7 @@ package tokenstore
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -115,5 +116,38 @@ func TestRefreshPointsSpreadAcrossInstances(t *testing.T) {
 	}
 	if len(seen) < 10 {
 		t.Fatalf("20 tokens got %d distinct refresh points", len(seen))
+	}
+}
+
+// Found by the chaos suite: a token obtained after a 401 and rejected
+// again as it expired (2-second tokens, a loaded host) was answered with
+// ErrRejectedAgain, and the client got the upstream's 401. Near expiry a
+// rejection is refreshed like any other.
+func TestRejectedNearExpiryIsRefreshed(t *testing.T) {
+	clk := &clock{now: time.Unix(1_000_000, 0)}
+	opts := testOptions()
+	opts.Now = clk.Now
+	m := newTestManager(t, NewMemoryBackend(), opts)
+	req := newRotating("seed", 2*time.Second)
+	c := m.Credential(refreshSpec("seed"), req)
+	ctx := context.Background()
+	first, err := c.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reactive, err := c.Invalidate(ctx, first.AccessToken) // the upstream rejected it
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Moments later the reactive token is rejected too, at once: that is
+	// a misbehaving upstream, and passed on.
+	if _, err := c.Invalidate(ctx, reactive.AccessToken); !errors.Is(err, ErrRejectedAgain) {
+		t.Fatalf("rejected again at once: %v, want ErrRejectedAgain", err)
+	}
+	// Near its expiry it is refreshed.
+	clk.Advance(1900 * time.Millisecond)
+	got, err := c.Invalidate(ctx, reactive.AccessToken)
+	if err != nil || got.AccessToken == reactive.AccessToken {
+		t.Fatalf("rejected near expiry: %v %v, want a new token", got, err)
 	}
 }
