@@ -26,6 +26,9 @@ func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, er
 	if t := c.reusable(failed, want); t != nil {
 		return t, nil
 	}
+	// The token this refresh replaces: a stored record still holding it
+	// has nothing newer to adopt.
+	replacing := c.current.Load()
 	if err := c.gate(); err != nil {
 		return nil, err
 	}
@@ -49,8 +52,13 @@ func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, er
 	}
 	held := &lease{release: release, at: time.Now()}
 	defer held.end()
+	// While this refresh waited for the lock, the holder's new token may
+	// have arrived (published, and adopted in the background).
+	if t := c.reusable(failed, want); t != nil && t != replacing {
+		return t, nil
+	}
 
-	base, storedGen, adopted, err := c.reconcile(ctx, failed, want)
+	base, storedGen, adopted, err := c.reconcile(ctx, failed, want, replacing)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +215,7 @@ func (c *Credential) gate() error {
 
 // reconcile re-reads the store under the lock and picks the record to
 // refresh from. It adopts a usable token stored by another instance.
-func (c *Credential) reconcile(ctx context.Context, failed string, want []string) (base *Record, storedGen uint64, adopted *Token, err error) {
+func (c *Credential) reconcile(ctx context.Context, failed string, want []string, replacing *Token) (base *Record, storedGen uint64, adopted *Token, err error) {
 	m := c.m
 	stored, err := m.load(ctx, c.id)
 	if errors.Is(err, ErrUnreadable) {
@@ -267,11 +275,11 @@ func (c *Credential) reconcile(ctx context.Context, failed string, want []string
 		c.rec = stored.clone()
 		c.pending = false
 		c.mu.Unlock()
-		// Adopt only a token this instance does not hold yet (another
-		// instance's refresh): the one it holds is why it refreshes, and
+		// Adopt only a token other than the one this refresh replaces
+		// (another instance's refresh): that one is why it refreshes, and
 		// would come back with a new (random) refresh point.
-		if cur := c.current.Load(); stored.AccessToken != "" && stored.AccessToken != failed &&
-			(cur == nil || cur.AccessToken != stored.AccessToken) {
+		if stored.AccessToken != "" && stored.AccessToken != failed &&
+			(replacing == nil || replacing.AccessToken != stored.AccessToken) {
 			t, terr := m.newToken(stored)
 			now := m.now().UnixNano()
 			if terr == nil && now < t.usableUntil && t.HasScopes(want) && (len(want) > 0 || now < t.refreshAt) {
