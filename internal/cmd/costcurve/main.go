@@ -107,6 +107,11 @@ func main() {
 		if phases["memory"] {
 			rows = append(rows, b.memoryRow(users))
 		}
+		if phases["steady"] && steadyAt[n] && !phases["redis"] && !(phases["startup"] && n == *startupSize) {
+			fmt.Printf("  steady state: 3 redis instances, %s tokens, %s window\n", *ttl, *steadyWin)
+			steadies = append(steadies, b.runSteady(n, *ttl, *steadyWin))
+			continue
+		}
 		if !phases["redis"] && !(phases["startup"] && n == *startupSize) {
 			continue
 		}
