@@ -122,7 +122,7 @@ func (r *requester) exchange(ctx context.Context, p *tokenstore.PendingAuthoriza
 	}
 	// A new consent, a new key: the refresh token it yields may be bound
 	// to it (RFC 9449 §5).
-	return r.send(ctx, ep, creds, req, nil)
+	return r.send(ctx, ep, creds, req, "")
 }
 
 // reregisterIfRejected replaces a dynamically registered client the

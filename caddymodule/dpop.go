@@ -73,17 +73,17 @@ func (u *upstreamDPoP) learnNonce(status int, header http.Header) (retry bool) {
 // dpopKeyFor returns the key a token request is made with: the
 // credential's stored one, else a new one (returned encoded, to be stored
 // with the credential).
-func (r *requester) dpopKeyFor(stored []byte) (*oauthclient.DPoPKey, []byte, error) {
-	if len(stored) > 0 {
-		key, err := oauthclient.ParseDPoPKey(stored)
+func (r *requester) dpopKeyFor(stored string) (*oauthclient.DPoPKey, string, error) {
+	if stored != "" {
+		key, err := oauthclient.ParseDPoPKey([]byte(stored))
 		return key, stored, err
 	}
 	key, err := oauthclient.NewDPoPKey()
 	if err != nil {
-		return nil, nil, err
+		return nil, "", err
 	}
 	enc, err := key.MarshalPrivate()
-	return key, enc, err
+	return key, string(enc), err
 }
 
 // noteUnbound logs a server that answered a DPoP token request with a

@@ -107,7 +107,7 @@ func placeholderKey(p string) string {
 // exchangeToken implements tokenstore.ExchangeFunc for the handler's
 // grant: RFC 8693 at the resource's authorization server, or for id_jag
 // an ID-JAG from the identity provider presented with the jwt-bearer grant.
-func (r *requester) exchangeToken(ctx context.Context, subjectToken string, storedKey []byte) (*tokenstore.TokenResult, error) {
+func (r *requester) exchangeToken(ctx context.Context, subjectToken, storedKey string) (*tokenstore.TokenResult, error) {
 	ep, err := r.endpointsFor(ctx, "")
 	if err != nil {
 		return nil, err

@@ -158,8 +158,8 @@ func (r *requester) RequestToken(ctx context.Context, tr tokenstore.TokenRequest
 // send makes the token request req at ep's server, with a DPoP proof of
 // the stored key (or a new one) when dpop is on, and returns the result
 // with the key to store.
-func (r *requester) send(ctx context.Context, ep *endpoints, creds oauthclient.Credentials, req oauthclient.Request, storedKey []byte) (*tokenstore.TokenResult, error) {
-	var encKey []byte
+func (r *requester) send(ctx context.Context, ep *endpoints, creds oauthclient.Credentials, req oauthclient.Request, storedKey string) (*tokenstore.TokenResult, error) {
+	var encKey string
 	if r.dpop {
 		var err error
 		if req.DPoP, encKey, err = r.dpopKeyFor(storedKey); err != nil {
@@ -176,7 +176,7 @@ func (r *requester) send(ctx context.Context, ep *endpoints, creds oauthclient.C
 
 // withKey records the DPoP key a token was requested with, so it is
 // stored with the credential.
-func (r *requester) withKey(res *tokenstore.TokenResult, encKey []byte, tokenType string) *tokenstore.TokenResult {
+func (r *requester) withKey(res *tokenstore.TokenResult, encKey string, tokenType string) *tokenstore.TokenResult {
 	if r.dpop {
 		res.Key = encKey
 		r.noteUnbound(tokenType)

@@ -35,8 +35,8 @@ type Subject struct {
 
 // ExchangeFunc exchanges a subject token for an access token (RFC 8693,
 // or ID-JAG then jwt-bearer). key is the DPoP key the last token of this
-// subject was bound to (nil: the function makes one if it binds tokens).
-type ExchangeFunc func(ctx context.Context, subjectToken string, key []byte) (*TokenResult, error)
+// subject was bound to ("": the function makes one if it binds tokens).
+type ExchangeFunc func(ctx context.Context, subjectToken, key string) (*TokenResult, error)
 
 // ExchangeOptions configure an ExchangeCache.
 type ExchangeOptions struct {
@@ -82,7 +82,7 @@ type exchanged struct {
 	tok      *Token
 	sum      [32]byte // SHA-256 of the subject token tok was obtained with
 	notAfter int64    // Unix nanoseconds: min(usable, subject expiry)
-	key      []byte   // the DPoP key tok is bound to
+	key      string   // the DPoP key tok is bound to
 
 	failedSum   [32]byte // a subject token that failed, and until when
 	failedUntil int64
@@ -151,7 +151,7 @@ func (x *ExchangeCache) Token(ctx context.Context, s Subject, failed string) (to
 // records its outcome.
 func (x *ExchangeCache) obtain(s Subject, sum [32]byte) (*Token, error) {
 	prev, _ := x.entries.Peek(s.Key)
-	var key []byte
+	var key string
 	if prev != nil {
 		key = prev.key
 	}

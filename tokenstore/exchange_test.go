@@ -17,7 +17,7 @@ type fakeExchange struct {
 	fail  map[string]error
 }
 
-func (f *fakeExchange) fn(_ context.Context, subject string, _ []byte) (*TokenResult, error) {
+func (f *fakeExchange) fn(_ context.Context, subject, _ string) (*TokenResult, error) {
 	f.calls.Add(1)
 	f.mu.Lock()
 	err := f.fail[subject]

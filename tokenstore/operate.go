@@ -74,7 +74,7 @@ func (c *Credential) Authorized(ctx context.Context, res *TokenResult, issuer st
 		if res.RefreshToken != "" {
 			rec.RefreshToken = res.RefreshToken
 		}
-		if res.Key != nil {
+		if res.Key != "" {
 			rec.DPoPKey = res.Key
 		}
 		rec.Scopes = append([]string(nil), scopes...)

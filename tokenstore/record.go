@@ -42,19 +42,19 @@ type Record struct {
 	// DPoPKey is the credential's DPoP private key (RFC 9449), opaque to
 	// the store; tokens and refresh tokens may be bound to it, so it is
 	// kept with them (encrypted with the record under encryption_key).
-	DPoPKey []byte `json:"dpop_key,omitempty"`
+	DPoPKey string `json:"dpop_key,omitempty"`
 	// GrantedScope is the scope the server said it granted with the
 	// current access token ("" when it did not say).
 	GrantedScope string `json:"granted_scope,omitempty"`
 
 	// Dead is set when the authorization server rejected the grant for
 	// good (invalid_grant); LastError says why, without secrets.
-	Dead      bool   `json:"dead,omitempty"`
-	LastError string `json:"last_error,omitempty"`
+	Dead bool `json:"dead,omitempty"`
 	// Revoked is set when an operator revoked or forgot the credential:
 	// its tokens are gone, but the record (and with it the issuer pin)
 	// stays, so a later seed or upload cannot be sent anywhere else.
 	Revoked   bool      `json:"revoked,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
 

@@ -123,7 +123,7 @@ func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, er
 	if res.TokenEndpoint != "" {
 		next.TokenEndpoint = res.TokenEndpoint
 	}
-	if res.Key != nil {
+	if res.Key != "" {
 		next.DPoPKey = res.Key
 	}
 	next.Dead, next.LastError, next.Revoked = false, "", false

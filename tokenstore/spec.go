@@ -91,10 +91,10 @@ type TokenRequest struct {
 	// first token). A Requester must not send the credential's secrets to
 	// a token endpoint of another issuer.
 	PinnedIssuer string
-	// Key is the credential's DPoP key (RFC 9449; opaque here), nil before
+	// Key is the credential's DPoP key (RFC 9449; opaque here), "" before
 	// its first DPoP token: a Requester that binds tokens makes one then
 	// and returns it in TokenResult.Key.
-	Key []byte
+	Key string
 }
 
 // TokenResult is a successful token response.
@@ -109,9 +109,9 @@ type TokenResult struct {
 	// Issuer and TokenEndpoint say where the token came from, for pinning.
 	Issuer        string
 	TokenEndpoint string
-	// Key is the DPoP key the request was made with (nil: none); it is
+	// Key is the DPoP key the request was made with ("": none); it is
 	// stored with the credential, so bound tokens survive restarts.
-	Key []byte
+	Key string
 }
 
 // Requester obtains tokens from an authorization server. Errors should
@@ -204,8 +204,8 @@ func newToken(r *Record, skew time.Duration) *Token {
 // Bearer tokens).
 func newBoundToken(r *Record, skew time.Duration, decode func([]byte) (any, error)) (*Token, error) {
 	var key any
-	if decode != nil && len(r.DPoPKey) > 0 && strings.EqualFold(r.TokenType, "DPoP") {
-		k, err := decode(r.DPoPKey)
+	if decode != nil && r.DPoPKey != "" && strings.EqualFold(r.TokenType, "DPoP") {
+		k, err := decode([]byte(r.DPoPKey))
 		if err != nil {
 			return nil, fmt.Errorf("tokenstore: the credential's DPoP key cannot be read: %w", err)
 		}
