@@ -151,3 +151,25 @@ func TestRejectedNearExpiryIsRefreshed(t *testing.T) {
 		t.Fatalf("rejected near expiry: %v %v, want a new token", got, err)
 	}
 }
+
+// Found by the chaos suite's 60-second run: an authorization server
+// answering slower than its tokens live (5 s for 2-second tokens) gave
+// tokens that were dead on arrival; sent upstream, they came back as 401s
+// to clients. Such a token is stored but not used: the caller gets a
+// transient error (a 503 with Retry-After), and the pair is kept.
+func TestTokenDeadOnArrivalIsNotUsed(t *testing.T) {
+	clk := &clock{now: time.Unix(1_000_000, 0)}
+	opts := testOptions()
+	opts.Now = clk.Now
+	m := newTestManager(t, NewMemoryBackend(), opts)
+	req := newRotating("seed", 2*time.Second)
+	req.fail = func(TokenRequest) error { clk.Advance(5 * time.Second); return nil } // a slow answer
+	c := m.Credential(refreshSpec("seed"), req)
+	_, err := c.Token(context.Background())
+	if !errors.Is(err, ErrBackoff) {
+		t.Fatalf("dead-on-arrival token: %v, want a transient failure", err)
+	}
+	if rec := storedRecord(t, m, c.ID()); rec.RefreshToken != "rt-1" {
+		t.Fatalf("stored refresh token %q, want the rotated rt-1", rec.RefreshToken)
+	}
+}

@@ -26,8 +26,13 @@ type Options struct {
 	// (default 10000). Evicted credentials reload from the store.
 	CacheSize int
 	// LockTTL is the refresh lease. Backends that share it across
-	// instances (Redis) extend it while its holder works, so it only
-	// bounds how long a holder that died blocks the others (default 10s).
+	// instances (Redis) extend it while its holder works. It bounds how
+	// long a holder that died blocks the others, and also how long a
+	// holder cut off from the store after spending a refresh token keeps
+	// the others from presenting the spent one (its write lands when the
+	// link returns): 30 s covers the partitions the fault suite injects;
+	// a longer cut after a spent refresh token cannot be made safe by a
+	// lease (default 30s).
 	LockTTL time.Duration
 	// LockWait bounds the wait for another holder's lease (default 20s).
 	LockWait time.Duration
@@ -79,7 +84,7 @@ func (o *Options) setDefaults() {
 		}
 	}
 	def(&o.RefreshSkew, 60*time.Second)
-	def(&o.LockTTL, 10*time.Second)
+	def(&o.LockTTL, 30*time.Second)
 	def(&o.LockWait, 20*time.Second)
 	def(&o.RefreshTimeout, 60*time.Second)
 	def(&o.RetryBase, 200*time.Millisecond)

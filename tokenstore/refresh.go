@@ -149,6 +149,14 @@ func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, er
 		"reason", reason, "generation", next.Generation,
 		"expires_in", res.ExpiresIn.String(), "rotated", res.RefreshToken != "",
 		"scopes", next.Scopes)...)
+	if now.UnixNano() >= tok.usableUntil {
+		// The answer took longer than the token lives (a token endpoint
+		// slower than its tokens' lifetime): sent upstream, it would be
+		// rejected and the client would see the 401. The new pair is
+		// stored; requests are told to retry.
+		return nil, c.failTransient(fmt.Errorf("tokenstore: the token expired before its response arrived (the token endpoint took %s, the token lives %s)",
+			now.Sub(asked).Round(time.Millisecond), res.ExpiresIn), 0)
+	}
 	return tok, nil
 }
 
