@@ -16,6 +16,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"github.com/oauthgw/caddy-oauth-gateway/internal/benchflow"
 	"net/http"
 	"os"
 	"os/exec"
@@ -83,7 +84,7 @@ func main() {
 		}
 	}
 
-	allUsers := userNames(max(largest, *startupSize, *fileStartupSize))
+	allUsers := benchflow.UserNames(max(largest, *startupSize, *fileStartupSize))
 	as, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{AccessTTL: time.Hour, Users: allUsers})
 	check(err)
 	defer as.Close()

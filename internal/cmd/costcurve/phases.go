@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/oauthgw/caddy-oauth-gateway/internal/benchflow"
 	"math"
 	"net/http"
 	"sync/atomic"
@@ -72,7 +73,7 @@ func urlsOf(ins []*instance, gw bool) []string {
 // authorize runs the flow for users through in and records the rate.
 func (b *bench) authorize(in *instance, users []string, r *row) {
 	start := time.Now()
-	check(authorizeUsers(fmt.Sprintf("http://127.0.0.1:%d", in.gw), users, b.authWorkers))
+	check(benchflow.AuthorizeUsers(fmt.Sprintf("http://127.0.0.1:%d", in.gw), users, b.authWorkers))
 	took := time.Since(start)
 	r.authPerSec = float64(len(users)) / took.Seconds()
 	fmt.Printf("  authorized %d users through the flow (%s store) in %s, %.0f/s\n", len(users), r.store, took.Round(time.Millisecond), r.authPerSec)
@@ -200,7 +201,7 @@ type steady struct {
 // instance load every credential, then drives uniform traffic over the
 // three for window and counts token requests and Redis commands.
 func (b *bench) runSteady(n int, ttl, window time.Duration) steady {
-	users := userNames(n)
+	users := benchflow.UserNames(n)
 	as, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{AccessTTL: ttl, Users: users})
 	check(err)
 	defer as.Close()
@@ -255,7 +256,7 @@ func (b *bench) measureStartup(s site, user string) startup {
 	in := startCaddy(b.caddyBin, b.caddyCPU, s, false)
 	defer in.stop()
 	var st startup
-	client := &http.Client{Timeout: 5 * time.Second, CheckRedirect: noRedirects.CheckRedirect, Transport: &http.Transport{}}
+	client := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Transport: &http.Transport{}}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		req, _ := http.NewRequest(http.MethodGet, in.gwURL, nil)

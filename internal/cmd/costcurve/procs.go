@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/oauthgw/caddy-oauth-gateway/internal/benchflow"
 	"io"
 	"log"
 	"net"
@@ -221,24 +222,6 @@ func rssOf(pid int) int64 {
 	return 0
 }
 
-// cpuTime is a process's user+system CPU time from /proc (Linux); 0
-// elsewhere.
-func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(fields) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	const ticksPerSecond = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / ticksPerSecond
-}
-
 func cpuOf(ins []*instance) time.Duration {
 	var t time.Duration
 	for _, in := range ins {
@@ -301,28 +284,23 @@ func (r *redisServer) usedMemory() int64 {
 	return r.info("memory", "used_memory")
 }
 
-// startTrivialUpstream answers every request with a small 200, so the
-// comparison measures the proxies, not the upstream.
-func startTrivialUpstream() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"ok":true}`))
-	}), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return ln.Addr().String()
-}
-
-func freePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func check(err error) {
 	if err != nil {
 		log.Fatal(err)
 	}
+}
+
+// Shared with the other benchmark program: internal/benchflow.
+func cpuTime(pid int) time.Duration { return benchflow.CPUTime(pid) }
+
+func startTrivialUpstream() string {
+	addr, err := benchflow.TrivialUpstream()
+	check(err)
+	return addr
+}
+
+func freePort() int {
+	port, err := benchflow.FreePort()
+	check(err)
+	return port
 }

@@ -14,6 +14,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"github.com/oauthgw/caddy-oauth-gateway/internal/benchflow"
 	"io"
 	"log"
 	"net"
@@ -44,7 +45,7 @@ func main() {
 	nUsers := flag.Int("users", 10000, "users of the per-user target (authorization_code, one credential per user, Zipf traffic) in the first store's process; 0: none")
 	withDPoP := flag.Bool("dpop", true, "measure a DPoP gateway site (a proof per request) in the first store's process")
 	flag.Parse()
-	users := userNames(*nUsers)
+	users := benchflow.UserNames(*nUsers)
 
 	upstream := startTrivialUpstream()
 	as, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{AccessTTL: time.Hour, Users: users})
@@ -87,7 +88,7 @@ func main() {
 		if i == 0 && len(users) > 0 {
 			gw := fmt.Sprintf("http://127.0.0.1:%d", userPort)
 			start := time.Now()
-			check(authorizeUsers(gw, users, 8))
+			check(benchflow.AuthorizeUsers(gw, users, 8))
 			fmt.Printf("authorized %d users through the flow in %s\n", len(users), time.Since(start).Round(time.Millisecond))
 			targets = append(targets, target{name: fmt.Sprintf("per-user, %d users, Zipf", len(users)), url: gw + "/", pid: proc.Process.Pid, base: base, users: users})
 		}
@@ -317,39 +318,6 @@ func startRedis() (addr string, stop func()) {
 	return "", nil
 }
 
-// startTrivialUpstream answers every request with a small 200, so the
-// comparison measures the proxies, not the upstream.
-func startTrivialUpstream() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"ok":true}`))
-	}), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return ln.Addr().String()
-}
-
-// cpuTime is a process's user+system CPU time from /proc (Linux); 0
-// elsewhere.
-func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name (which may contain spaces).
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(fields) < 13 {
-		return 0
-	}
-	var utime, stime int64
-	fmt.Sscan(fields[11], &utime)
-	fmt.Sscan(fields[12], &stime)
-	const ticksPerSecond = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / ticksPerSecond
-}
-
 func cpuPerRequest(rs []result) string {
 	var cpu time.Duration
 	var n int64
@@ -361,13 +329,6 @@ func cpuPerRequest(rs []result) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.1fµs", float64(cpu.Microseconds())/float64(n))
-}
-
-func freePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func numCPU() int {
@@ -382,4 +343,19 @@ func check(err error) {
 	if err != nil {
 		log.Fatal(err)
 	}
+}
+
+// Shared with the other benchmark program: internal/benchflow.
+func cpuTime(pid int) time.Duration { return benchflow.CPUTime(pid) }
+
+func startTrivialUpstream() string {
+	addr, err := benchflow.TrivialUpstream()
+	check(err)
+	return addr
+}
+
+func freePort() int {
+	port, err := benchflow.FreePort()
+	check(err)
+	return port
 }

@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,14 +17,6 @@ import (
 // authorization_code, principal from the X-User header), every user
 // authorized through the real flow before the rounds, and Zipf-distributed
 // traffic (a few users send most requests, as in a team).
-
-func userNames(n int) []string {
-	users := make([]string, n)
-	for i := range users {
-		users[i] = fmt.Sprintf("user%05d", i)
-	}
-	return users
-}
 
 // perUserSite is the Caddyfile site of the per-user target.
 func perUserSite(port int, upstream string, as *fakeoauth.AuthServer) string {
@@ -46,100 +35,6 @@ http://127.0.0.1:%d {
 	reverse_proxy %s
 }
 `, port, upstream, port, as.Issuer(), upstream)
-}
-
-var noRedirects = &http.Client{
-	Timeout:       10 * time.Second,
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-}
-
-// authorizeUsers runs the authorization-code flow for every user through
-// the gateway at base: start, the user's decision at the authorization
-// server, the callback.
-func authorizeUsers(base string, users []string, workers int) error {
-	var next atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(users) || firstErr.Load() != nil {
-					return
-				}
-				if err := authorizeUser(base, users[i]); err != nil {
-					firstErr.Store(fmt.Errorf("%s: %w", users[i], err))
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
-		return err
-	}
-	return nil
-}
-
-func authorizeUser(base, user string) error {
-	loc, err := redirectOf(http.MethodGet, base+"/.oauth/start", user, nil)
-	if err != nil {
-		return fmt.Errorf("start: %w", err)
-	}
-	authURL, err := url.Parse(loc)
-	if err != nil {
-		return err
-	}
-	form := authURL.Query()
-	form.Set("user", user)
-	decide := *authURL
-	decide.Path += "/decide"
-	decide.RawQuery = ""
-	callback, err := redirectOf(http.MethodPost, decide.String(), "", form)
-	if err != nil {
-		return fmt.Errorf("decision: %w", err)
-	}
-	req, _ := http.NewRequest(http.MethodGet, callback, nil)
-	req.Header.Set("X-User", user)
-	resp, err := noRedirects.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("callback: %d", resp.StatusCode)
-	}
-	return nil
-}
-
-func redirectOf(method, u, user string, form url.Values) (string, error) {
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, _ := http.NewRequest(method, u, body)
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	if user != "" {
-		req.Header.Set("X-User", user)
-	}
-	resp, err := noRedirects.Do(req)
-	if err != nil {
-		return "", err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusFound {
-		return "", fmt.Errorf("status %d", resp.StatusCode)
-	}
-	if loc := resp.Header.Get("Location"); loc != "" {
-		return loc, nil
-	}
-	return "", errors.New("no Location")
 }
 
 // zipfUsers is count user names drawn from users with Zipf s = 1.1.
