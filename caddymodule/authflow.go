@@ -56,7 +56,7 @@ func newAuthFlow(h *Handler, req *requester, m *tokenstore.Manager, spec tokenst
 	dir := path.Dir(u.Path)
 	f := &authFlow{
 		h: h, req: req, manager: m, spec: spec, principal: h.Principal, logger: h.logger,
-		principalKey:   strings.TrimSuffix(strings.TrimPrefix(h.Principal, "{"), "}"),
+		principalKey:   placeholderKey(h.Principal),
 		redirectURI:    x.RedirectURI,
 		origin:         u.Scheme + "://" + u.Host,
 		callbackPath:   u.Path,

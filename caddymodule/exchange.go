@@ -68,12 +68,13 @@ func (h *Handler) subjectOf(r *http.Request) tokenstore.Subject {
 	if repl == nil {
 		return tokenstore.Subject{}
 	}
-	raw, _ := repl.GetString(placeholderKey(h.SubjectToken))
-	if name, ok := strings.CutPrefix(placeholderKey(h.SubjectToken), "http.request.header."); ok {
+	x := &h.exchangeKeys
+	raw, _ := repl.GetString(x.subject)
+	if x.header != "" {
 		// The subject token is the user's credential for the identity
 		// provider or authorization server, not for the upstream: it is
 		// not forwarded (nor logged by reverse_proxy).
-		r.Header.Del(name)
+		r.Header.Del(x.header)
 	}
 	token := strings.TrimSpace(raw)
 	if len(token) > 7 && strings.EqualFold(token[:7], "bearer ") {
@@ -86,8 +87,8 @@ func (h *Handler) subjectOf(r *http.Request) tokenstore.Subject {
 	sub, exp, isJWT := oauthclient.SubjectOf(token)
 	s.Expiry = exp
 	switch {
-	case h.Principal != "":
-		p, _ := repl.GetString(placeholderKey(h.Principal))
+	case x.principal != "":
+		p, _ := repl.GetString(x.principal)
 		s.Key = "principal:" + strings.TrimSpace(p)
 	case isJWT && sub != "":
 		s.Key = "sub:" + sub
@@ -96,6 +97,25 @@ func (h *Handler) subjectOf(r *http.Request) tokenstore.Subject {
 		s.Key = "token:" + hex.EncodeToString(sum[:16])
 	}
 	return s
+}
+
+// exchangeKeys are the replacer keys subjectOf reads, derived once from
+// the configuration rather than on every request.
+type exchangeKeys struct {
+	subject   string // subject_token's key
+	header    string // the request header subject_token names, if any
+	principal string // principal's key, "" without one
+}
+
+func newExchangeKeys(subjectToken, principal string) exchangeKeys {
+	k := exchangeKeys{subject: placeholderKey(subjectToken)}
+	if principal != "" {
+		k.principal = placeholderKey(principal)
+	}
+	if name, ok := strings.CutPrefix(k.subject, "http.request.header."); ok {
+		k.header = name
+	}
+	return k
 }
 
 // placeholderKey is a placeholder's name: {http.auth.user.id} →
@@ -212,6 +232,7 @@ func carriesSecret(grant string) bool {
 func (h *Handler) provisionExchange(app *App, req *requester, client *oauthclient.Client) error {
 	x := &h.expanded
 	req.grant, req.scopes = h.Grant, h.Scopes
+	h.exchangeKeys = newExchangeKeys(h.SubjectToken, h.Principal)
 	typ := h.SubjectTokenType
 	if typ == "" {
 		typ = "access_token"

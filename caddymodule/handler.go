@@ -229,7 +229,8 @@ type Handler struct {
 	cred *tokenstore.Credential
 	// exchange holds the tokens of grants token_exchange and id_jag, per
 	// request subject (nil for other grants).
-	exchange *tokenstore.ExchangeCache
+	exchange     *tokenstore.ExchangeCache
+	exchangeKeys exchangeKeys
 	// credentialID names the handler's credential (or exchange cache) in
 	// errors and logs.
 	credentialID string

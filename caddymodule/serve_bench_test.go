@@ -66,23 +66,17 @@ func newBenchHandler(tb testing.TB, backend tokenstore.Backend, dpop bool) *Hand
 // BenchmarkHotPathCachedToken is the gateway's per-request cost with a
 // cached token, in front of a handler that answers 200.
 func BenchmarkHotPathCachedToken(b *testing.B) {
-	h := newTestHandler(b, tokenstore.NewMemoryBackend())
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		r := httptest.NewRequest(http.MethodGet, "/echo", nil)
-		for pb.Next() {
-			w := newDiscardWriter()
-			if err := h.ServeHTTP(w, r, okHandler{}); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+	benchServe(b, newTestHandler(b, tokenstore.NewMemoryBackend()))
 }
 
 // BenchmarkHotPathDPoP is BenchmarkHotPathCachedToken with a DPoP-bound
 // token: a new ES256 proof per request.
 func BenchmarkHotPathDPoP(b *testing.B) {
-	h := newBenchHandler(b, tokenstore.NewMemoryBackend(), true)
+	benchServe(b, newBenchHandler(b, tokenstore.NewMemoryBackend(), true))
+}
+
+// benchServe drives h in parallel with GET /echo.
+func benchServe(b *testing.B, h *Handler) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		r := httptest.NewRequest(http.MethodGet, "/echo", nil)

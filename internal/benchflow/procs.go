@@ -2,6 +2,7 @@ package benchflow
 
 import (
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -30,26 +31,27 @@ func CPUTime(pid int) time.Duration {
 }
 
 // TrivialUpstream serves {"ok":true} to everything on a loopback port
-// and returns its address: the upstream of throughput comparisons.
-func TrivialUpstream() (string, error) {
+// and returns its address: the upstream of throughput comparisons. Like
+// FreePort it ends the (benchmark) program when it cannot listen.
+func TrivialUpstream() string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", err
+		log.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"ok":true}`))
 	}), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	return ln.Addr().String(), nil
+	return ln.Addr().String()
 }
 
 // FreePort is a loopback port free at the time of the call.
-func FreePort() (int, error) {
+func FreePort() int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, err
+		log.Fatal(err)
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return ln.Addr().(*net.TCPAddr).Port
 }

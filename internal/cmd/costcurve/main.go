@@ -91,7 +91,7 @@ func main() {
 	as.AddClient("bench", "bench-secret")
 	b := &bench{
 		caddyBin: *caddyBin, caddyCPU: *caddyCPU, conc: *conc, round: *round, rounds: *rounds,
-		dist: *dist, authWorkers: *authWorkers, scan: *scan, scanConc: *scanConc, upstream: startTrivialUpstream(), as: as,
+		dist: *dist, authWorkers: *authWorkers, scan: *scan, scanConc: *scanConc, upstream: benchflow.TrivialUpstream(), as: as,
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *conc * 2, MaxConnsPerHost: *conc * 2}},
 	}
 	machine := machineDescription()

@@ -93,7 +93,7 @@ http://127.0.0.1:%d {
 func startCaddy(bin, cpus string, s site, wait bool) *instance {
 	dir, err := os.MkdirTemp("", "costcurve-caddy-")
 	check(err)
-	in := &instance{dir: dir, admin: freePort(), plain: freePort(), gw: freePort()}
+	in := &instance{dir: dir, admin: benchflow.FreePort(), plain: benchflow.FreePort(), gw: benchflow.FreePort()}
 	in.plainURL = fmt.Sprintf("http://127.0.0.1:%d/", in.plain)
 	in.gwURL = fmt.Sprintf("http://127.0.0.1:%d/", in.gw)
 	in.adminURL = fmt.Sprintf("http://127.0.0.1:%d", in.admin)
@@ -225,7 +225,7 @@ func rssOf(pid int) int64 {
 func cpuOf(ins []*instance) time.Duration {
 	var t time.Duration
 	for _, in := range ins {
-		t += cpuTime(in.pid())
+		t += benchflow.CPUTime(in.pid())
 	}
 	return t
 }
@@ -239,7 +239,7 @@ type redisServer struct {
 }
 
 func startRedis() *redisServer {
-	port := freePort()
+	port := benchflow.FreePort()
 	dir, err := os.MkdirTemp("", "costcurve-redis-")
 	check(err)
 	cmd := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
@@ -288,19 +288,4 @@ func check(err error) {
 	if err != nil {
 		log.Fatal(err)
 	}
-}
-
-// Shared with the other benchmark program: internal/benchflow.
-func cpuTime(pid int) time.Duration { return benchflow.CPUTime(pid) }
-
-func startTrivialUpstream() string {
-	addr, err := benchflow.TrivialUpstream()
-	check(err)
-	return addr
-}
-
-func freePort() int {
-	port, err := benchflow.FreePort()
-	check(err)
-	return port
 }

@@ -47,7 +47,7 @@ func main() {
 	flag.Parse()
 	users := benchflow.UserNames(*nUsers)
 
-	upstream := startTrivialUpstream()
+	upstream := benchflow.TrivialUpstream()
 	as, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{AccessTTL: time.Hour, Users: users})
 	check(err)
 	defer as.Close()
@@ -64,7 +64,7 @@ func main() {
 			defer stop()
 			store = "redis=redis://" + addr
 		}
-		plainPort, gwPort, stormPort, adminPort, userPort, dpopPort := freePort(), freePort(), freePort(), freePort(), freePort(), freePort()
+		plainPort, gwPort, stormPort, adminPort, userPort, dpopPort := benchflow.FreePort(), benchflow.FreePort(), benchflow.FreePort(), benchflow.FreePort(), benchflow.FreePort(), benchflow.FreePort()
 		cfg := caddyfile(store, adminPort, plainPort, gwPort, stormPort, upstream, as, validating)
 		if i == 0 && len(users) > 0 {
 			cfg += perUserSite(userPort, upstream, as)
@@ -113,14 +113,14 @@ func main() {
 	results := make([][]result, len(targets))
 	for r := 0; r < *rounds; r++ {
 		for i, t := range targets {
-			cpu0 := cpuTime(t.pid)
+			cpu0 := benchflow.CPUTime(t.pid)
 			var res result
 			if t.users != nil {
 				res = runUsers(client, t.url, t.users, *conc, *round)
 			} else {
 				res = run(client, t.url, *conc, *round)
 			}
-			res.cpu = cpuTime(t.pid) - cpu0
+			res.cpu = benchflow.CPUTime(t.pid) - cpu0
 			results[i] = append(results[i], res)
 		}
 	}
@@ -300,7 +300,7 @@ func startCaddy(bin, cpus, cfg string, admin, port int) *exec.Cmd {
 
 // startRedis runs a throwaway redis-server on a free port.
 func startRedis() (addr string, stop func()) {
-	port := freePort()
+	port := benchflow.FreePort()
 	dir, err := os.MkdirTemp("", "loadbench-redis-")
 	check(err)
 	cmd := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
@@ -343,19 +343,4 @@ func check(err error) {
 	if err != nil {
 		log.Fatal(err)
 	}
-}
-
-// Shared with the other benchmark program: internal/benchflow.
-func cpuTime(pid int) time.Duration { return benchflow.CPUTime(pid) }
-
-func startTrivialUpstream() string {
-	addr, err := benchflow.TrivialUpstream()
-	check(err)
-	return addr
-}
-
-func freePort() int {
-	port, err := benchflow.FreePort()
-	check(err)
-	return port
 }
