@@ -27,6 +27,9 @@ func reserveReplay(n int64) bool {
 
 func releaseReplay(n int64) { replayReserved.Add(-n) }
 
+// noBody is the replay body of a request declared empty.
+var noBody = []byte{}
+
 // replayBody buffers a request body of known length up to MaxReplayBody
 // so it can be sent again. The buffer grows as bytes arrive, never from
 // the declared Content-Length alone. Anything else streams and is not
@@ -36,6 +39,11 @@ func (h *Handler) replayBody(r *http.Request) (body []byte, replayable bool, res
 		return nil, true, 0, nil
 	}
 	n := r.ContentLength
+	if n == 0 {
+		// Nothing to read or hold (Caddy wraps even an empty body, so
+		// this is the usual GET); a replay sends http.NoBody.
+		return noBody, true, 0, nil
+	}
 	if n < 0 || n > h.MaxReplayBody {
 		return nil, false, 0, nil
 	}

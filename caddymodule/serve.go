@@ -90,7 +90,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			delete(r.Header, "Authorization")
 			delete(r.Header, dpopHeader)
 		}
-		if body != nil {
+		switch {
+		case body == nil:
+		case len(body) == 0:
+			r.Body, r.ContentLength = http.NoBody, 0
+		default:
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			r.ContentLength = int64(len(body))
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"sort"
@@ -137,6 +138,34 @@ func percentile(rs []result, q float64) time.Duration {
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	return all[min(len(all)-1, int(q*float64(len(all))))]
+}
+
+// pooledRate is the requests of rs over their time together.
+func pooledRate(rs []result) float64 {
+	var n int64
+	var d time.Duration
+	for _, r := range rs {
+		n, d = n+r.requests, d+r.elapsed
+	}
+	if d <= 0 {
+		return math.NaN()
+	}
+	return float64(n) / d.Seconds()
+}
+
+// quantile of xs (q in [0,1]), interpolating between neighbours.
+func quantile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	pos := q * float64(len(s)-1)
+	i := int(pos)
+	if i+1 >= len(s) {
+		return s[len(s)-1]
+	}
+	return s[i] + (pos-float64(i))*(s[i+1]-s[i])
 }
 
 func median(xs []float64) float64 {

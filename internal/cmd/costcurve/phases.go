@@ -32,6 +32,8 @@ type row struct {
 	n, instances, cache int
 	store               string
 	ratio               float64 // median over rounds of gateway req/s / plain req/s
+	ratioQ1, ratioQ3    float64 // quartiles of those per-round ratios: the spread
+	ratioPooled         float64 // all gateway requests / time over all plain requests / time
 	gwRPS, plainRPS     float64 // median per round
 	gwP99, plainP99     time.Duration
 	gwCPU, plainCPU     float64 // Caddy CPU µs per request
@@ -126,6 +128,8 @@ func (b *bench) compare(ins []*instance, users []string, rs *redisServer, r *row
 		r.missRate = counts.miss / lookups
 	}
 	r.ratio, r.gwRPS, r.plainRPS = median(ratios), median(grates), median(prates)
+	r.ratioQ1, r.ratioQ3 = quantile(ratios, 0.25), quantile(ratios, 0.75)
+	r.ratioPooled = pooledRate(gs) / pooledRate(ps)
 	r.gwP99, r.plainP99 = percentile(gs, 0.99), percentile(ps, 0.99)
 	r.gwCPU, r.plainCPU = cpuPerRequest(gs), cpuPerRequest(ps)
 }

@@ -29,13 +29,14 @@ func report(dir, machine string, b *bench, rows []row, steadies []steady, starts
 		fmt.Fprintf(w, "\n## Cost curve\n\n%s. Loopback, %d connections, %d interleaved rounds of %s, %s traffic over the N credentials.\n\n",
 			machine, b.conc, b.rounds, b.round, b.dist)
 
-		head := []string{"N", "store", "instances", "cache_size", "ratio gw/plain", "gw req/s", "plain req/s", "gw p99", "plain p99",
+		head := []string{"N", "store", "instances", "cache_size", "ratio gw/plain", "ratio quartiles", "ratio pooled", "gw req/s", "plain req/s", "gw p99", "plain p99",
 			"CPU µs/req gw", "CPU µs/req plain", "heap B/cred", "RSS B/cred", "Redis B/cred", "Redis cmds/req", "Redis cmds/load",
 			"miss rate", "scan miss fraction", "miss p50", "miss p99", "hit p50", "hit p99", "flow auth/s", "errors"}
 		var table [][]string
 		for _, r := range rows {
 			table = append(table, []string{
 				strconv.Itoa(r.n), r.store, strconv.Itoa(r.instances), strconv.Itoa(r.cache), num(r.ratio, 3),
+				num(r.ratioQ1, 3) + "-" + num(r.ratioQ3, 3), num(r.ratioPooled, 3),
 				num(r.gwRPS, 0), num(r.plainRPS, 0), dur(r.gwP99), dur(r.plainP99), num(r.gwCPU, 1), num(r.plainCPU, 1),
 				num(r.heapPerCred, 0), num(r.rssPerCred, 0), num(r.redisPerCred, 0), num(r.redisPerReq, 4), num(r.redisPerLoad, 2),
 				num(r.missRate, 3), num(r.missFrac, 3), dur(r.missP50), dur(r.missP99), dur(r.hitP50), dur(r.hitP99), num(r.authPerSec, 0), strconv.FormatInt(r.errors, 10),
@@ -127,6 +128,10 @@ func plotCurves(dir string, rows []row) {
 			one := plotter.NewFunction(func(float64) float64 { return 1 })
 			one.Dashes = []vg.Length{vg.Points(2), vg.Points(2)}
 			p.Add(one)
+			goal := plotter.NewFunction(func(float64) float64 { return 0.97 })
+			goal.Dashes = []vg.Length{vg.Points(6), vg.Points(3)}
+			p.Add(goal)
+			p.Legend.Add("goal 0.97", goal)
 			p.Y.Min = min(p.Y.Min, 0.95)
 			p.Y.Max = max(p.Y.Max, 1.05)
 		}
