@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,11 +136,26 @@ type chaosRig struct {
 	nodes   []*caddyProc
 	// redisProxies[i] sits between nodes[i] and Redis (standalone only).
 	redisProxies []*chaosProxy
+	// onAnswer, when set, sees each token request before its answer is
+	// written (and may hold the answer back by blocking).
+	onAnswer atomic.Pointer[func(fakeoauth.TokenRequestLog)]
 }
 
-func newChaosRig(t *testing.T) *chaosRig {
+// newChaosRig starts the rig; options adjust the authorization server
+// (e.g. a reuse grace).
+func newChaosRig(t *testing.T, options ...func(*fakeoauth.AuthServerOptions)) *chaosRig {
 	t.Helper()
-	as, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{Rotate: true, RevokeFamilyOnReuse: true, AccessTTL: chaosAccessTTL})
+	r := &chaosRig{t: t}
+	opts := fakeoauth.AuthServerOptions{Rotate: true, RevokeFamilyOnReuse: true, AccessTTL: chaosAccessTTL,
+		OnTokenRequest: func(e fakeoauth.TokenRequestLog) {
+			if f := r.onAnswer.Load(); f != nil {
+				(*f)(e)
+			}
+		}}
+	for _, o := range options {
+		o(&opts)
+	}
+	as, err := fakeoauth.StartAuthServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +167,7 @@ func newChaosRig(t *testing.T) *chaosRig {
 	t.Cleanup(up.Close)
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw)
-	r := &chaosRig{t: t, as: as, up: up, secret: "cs_" + randomHex(16), key: base64.StdEncoding.EncodeToString(raw)}
+	r.as, r.up, r.secret, r.key = as, up, "cs_"+randomHex(16), base64.StdEncoding.EncodeToString(raw)
 	r.asProxy = newChaosProxy(t, "as", strings.TrimPrefix(as.URL(), "http://"))
 	for i := range chaosCredentials {
 		c := chaosCred{clientID: fmt.Sprintf("chaos-%02d", i), prefix: fmt.Sprintf("/c%02d", i)}

@@ -69,6 +69,14 @@ func TestChaos(t *testing.T) {
 		t.Logf("%d kills", kills)
 	})
 
+	// 3b. Every instance SIGKILLed while one of them holds a refresh
+	// answer it has not written to Redis (chaos_midrefresh_test.go), at a
+	// server with a reuse grace: nothing is lost. At a strict server that
+	// one credential cannot survive (TestChaosKilledMidRefreshStrictServer).
+	t.Run("KilledBetweenTokenResponseAndStoreWrite", func(t *testing.T) {
+		chaosKillMidRefresh(t, d)
+	})
+
 	// 4. The authorization server slow (5 s more per response), then
 	// resetting connections (before the request reaches it), then
 	// answering 5xx, then 429 with Retry-After, a quarter of the run each.

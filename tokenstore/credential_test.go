@@ -346,14 +346,25 @@ func TestStoreThatLostTheRecordIsRestoredFromMemory(t *testing.T) {
 }
 
 // A credential used during a token's lifetime is refreshed at its refresh
-// point without a request; an unused one is not.
+// point without a request; an unused one is not, nor one whose only use
+// was the request that asked for the token (a user who comes back less
+// often than tokens live would cost two token requests per visit).
 func TestUsedCredentialRefreshesOnTimer(t *testing.T) {
+	once := newRotating("", 1500*time.Millisecond)
+	onceMgr := newTestManager(t, NewMemoryBackend(), testOptions())
+	if _, err := onceMgr.Credential(ccSpec(), once).Token(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
 	req := newRotating("", 1500*time.Millisecond) // refresh point at 1.2 s
 	m := newTestManager(t, NewMemoryBackend(), testOptions())
 	c := m.Credential(ccSpec(), req)
 	first, err := c.Token(context.Background())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if again, err := c.Token(context.Background()); err != nil || again != first {
+		t.Fatalf("second use: %v", err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for c.Cached() == nil || c.Cached().AccessToken == first.AccessToken {
@@ -369,5 +380,8 @@ func TestUsedCredentialRefreshesOnTimer(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	if n := req.calls.Load(); n != 2 {
 		t.Fatalf("idle credential refreshed: %d token requests", n)
+	}
+	if n := once.calls.Load(); n != 1 {
+		t.Fatalf("a credential used only by the request that obtained its token was refreshed ahead: %d token requests", n)
 	}
 }

@@ -35,6 +35,12 @@ type AuthServerOptions struct {
 	// revoke its whole family including the family's access tokens, as
 	// Auth0 and Keycloak do (RFC 9700 §4.14.2). Reuse is counted either way.
 	RevokeFamilyOnReuse bool
+	// ReuseGrace accepts a spent refresh token presented again within
+	// this long of its first use, as Okta (up to 60 s) and Atlassian
+	// (10 min) do, so a client that lost the first answer can recover:
+	// it gets a new pair in the same family. Counted in GraceReuses, not
+	// ReuseDetections. Zero: strict rotation (Keycloak, Auth0 by default).
+	ReuseGrace time.Duration
 
 	// AuthMethods are the client authentication methods accepted and
 	// advertised in token_endpoint_auth_methods_supported (default
@@ -116,7 +122,10 @@ type AuthServerOptions struct {
 	DPoPAnswerBearer bool
 
 	// OnTokenRequest, when set, is called after each token request with
-	// what was logged (no secrets). It must not call back into the server.
+	// what was logged (no secrets). It runs after the grant took effect
+	// and before the answer is written, so a hook that blocks holds the
+	// answer back. It runs outside the server's lock and may call its
+	// methods.
 	OnTokenRequest func(TokenRequestLog)
 }
 
@@ -138,6 +147,7 @@ type AuthServer struct {
 	failures []failure
 	counts   map[string]int // token requests by grant_type
 	reuse    int
+	grace    int            // spent refresh tokens accepted again within ReuseGrace
 	metadata map[string]int // metadata fetches by path
 	log      []TokenRequestLog
 	// bearerLog records jwt-bearer grants.
@@ -329,6 +339,14 @@ func (a *AuthServer) ReuseDetections() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.reuse
+}
+
+// GraceReuses counts spent refresh tokens accepted again within
+// ReuseGrace.
+func (a *AuthServer) GraceReuses() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.grace
 }
 
 // MetadataFetches counts requests to the metadata URLs, 404s from

@@ -373,3 +373,29 @@ func TestTokenExpiry(t *testing.T) {
 		t.Fatal("expired token validates")
 	}
 }
+
+// With a reuse grace (Okta, Atlassian), a spent token presented again
+// soon after is honoured once more in the same family; later it is reuse.
+func TestReuseGrace(t *testing.T) {
+	as := newAS(t, AuthServerOptions{Rotate: true, RevokeFamilyOnReuse: true, ReuseGrace: 200 * time.Millisecond})
+	rt1 := as.IssueRefreshToken("c1", nil)
+	lost := postToken(t, as, basic(refreshForm(rt1))).str("refresh_token") // an answer the client never read
+	again := postToken(t, as, basic(refreshForm(rt1)))
+	rt2 := again.str("refresh_token")
+	if again.status != http.StatusOK || rt2 == "" || rt2 == lost {
+		t.Fatalf("within the grace: %d %s", again.status, again.raw)
+	}
+	if as.GraceReuses() != 1 || as.ReuseDetections() != 0 {
+		t.Fatalf("grace reuses %d, detections %d", as.GraceReuses(), as.ReuseDetections())
+	}
+	time.Sleep(250 * time.Millisecond)
+	if ans := postToken(t, as, basic(refreshForm(rt1))); ans.str("error") != "invalid_grant" {
+		t.Fatalf("after the grace: %d %s", ans.status, ans.raw)
+	}
+	if as.ReuseDetections() != 1 {
+		t.Fatalf("reuse after the grace not counted: %d", as.ReuseDetections())
+	}
+	if ans := postToken(t, as, basic(refreshForm(rt2))); ans.str("error") != "invalid_grant" {
+		t.Fatalf("the family survived reuse after the grace: %s", ans.raw)
+	}
+}

@@ -165,7 +165,11 @@ func (a *AuthServer) refreshGrant(id, presented string, requested []string, reso
 	}
 	// Reuse is checked before revocation so that every presentation of
 	// a spent token counts, even after its family died.
-	if rt.spent {
+	regrant := rt.spent && a.opts.ReuseGrace > 0 && time.Since(rt.spentAt) < a.opts.ReuseGrace && !a.tokens.revoked[rt.family]
+	if regrant {
+		a.grace++
+	}
+	if rt.spent && !regrant {
 		a.reuse++
 		if a.opts.RevokeFamilyOnReuse {
 			a.tokens.revoked[rt.family] = true
@@ -193,7 +197,9 @@ func (a *AuthServer) refreshGrant(id, presented string, requested []string, reso
 	at := a.tokens.issueAccess(id, scopes, resource, rt.family, rt.subject, a.opts.AccessTTL)
 	next := ""
 	if a.opts.Rotate {
-		rt.spent = true
+		if !rt.spent {
+			rt.spent, rt.spentAt = true, time.Now()
+		}
 		next = a.tokens.issueRefresh(id, rt.scopes, rt.family, rt.subject)
 	}
 	return a.success(at, scopes, next)

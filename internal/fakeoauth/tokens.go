@@ -36,7 +36,8 @@ type refreshToken struct {
 	family  string
 	subject string
 	spent   bool
-	jkt     string // thumbprint of the DPoP key it is bound to, "" when unbound
+	spentAt time.Time // when it was first spent (for ReuseGrace)
+	jkt     string    // thumbprint of the DPoP key it is bound to, "" when unbound
 }
 
 func newTokenTable() tokenTable {

@@ -280,6 +280,23 @@ func (r *redisServer) info(section, field string) int64 {
 }
 
 func (r *redisServer) commands() int64 { return r.info("stats", "total_commands_processed") }
+
+// commandCounts are the calls so far by command (INFO commandstats).
+func (r *redisServer) commandCounts() map[string]int64 {
+	s, err := r.cli.Info(context.Background(), "commandstats").Result()
+	check(err)
+	counts := map[string]int64{}
+	for _, line := range strings.Split(s, "\r\n") {
+		// cmdstat_get:calls=12,usec=...
+		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
+		if !ok || name == line {
+			continue
+		}
+		calls, _, _ := strings.Cut(rest, ",")
+		counts[name], _ = strconv.ParseInt(calls, 10, 64)
+	}
+	return counts
+}
 func (r *redisServer) usedMemory() int64 {
 	return r.info("memory", "used_memory")
 }

@@ -49,12 +49,12 @@ func report(dir, machine string, b *bench, rows []row, steadies []steady, starts
 	if len(steadies) > 0 {
 		fmt.Fprintf(w, "\n## Steady state: 3 instances over one Redis\n\n")
 		head := []string{"N", "token lifetime", "window", "req/s", "credentials in use", "token req/s", "ideal (in use / lifetime)",
-			"token req/s ÷ ideal", "Redis cmds/s", "Redis cmds/req", "errors"}
+			"token req/s ÷ ideal", "Redis cmds/s", "Redis cmds/req", "Redis cmds per token request, by command", "errors"}
 		var t [][]string
 		for _, s := range steadies {
 			t = append(t, []string{strconv.Itoa(s.n), s.ttl.String(), s.window.Round(time.Millisecond).String(), num(s.reqPerSec, 0),
 				strconv.Itoa(s.inUse), num(s.tokenPerSec, 1), num(s.ideal, 1), num(s.tokenPerSec/s.ideal, 2), num(s.redisPerSec, 1),
-				num(s.redisPerReq, 4), strconv.FormatInt(s.errors, 10)})
+				num(s.redisPerReq, 4), s.byCommand, strconv.FormatInt(s.errors, 10)})
 		}
 		markdown(w, head, t)
 		writeCSV(filepath.Join(dir, "steady.csv"), head, t)
