@@ -15,7 +15,18 @@ var (
 	// ErrLockTimeout is returned by Backend.Lock when the lock could not
 	// be taken before the context ended.
 	ErrLockTimeout = errors.New("tokenstore: timed out waiting for the refresh lock")
+	// ErrLockBusy is returned by TryLocker.TryLock when another owner
+	// holds the lease.
+	ErrLockBusy = errors.New("tokenstore: the refresh lock is held by another instance")
 )
+
+// TryLocker is implemented by backends shared between instances: TryLock
+// takes the lease only if it is free now (one attempt), else returns
+// ErrLockBusy. Proactive refreshes use it, so instances whose refresh
+// points fall while another one refreshes do not poll the lease.
+type TryLocker interface {
+	TryLock(ctx context.Context, id string, ttl time.Duration) (release func(), err error)
+}
 
 // Backend is where sealed credential records persist. The generation is kept
 // beside the (possibly encrypted) data so compare-and-swap works without the

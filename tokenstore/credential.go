@@ -289,6 +289,11 @@ func (c *Credential) refresh(ctx context.Context, reason, failed string, want []
 	if len(want) > 0 {
 		key = fmt.Sprint("stepup", want)
 	}
+	if _, try := c.m.backend.(TryLocker); try && reason == reasonProactive {
+		// A proactive refresh may give up on a busy lease (ErrLockBusy):
+		// a request that needs a token must not share that answer.
+		key = "proactive"
+	}
 	ch := c.flight.DoChan(key, func() (any, error) {
 		return c.doRefresh(reason, failed, want)
 	})
@@ -313,11 +318,25 @@ func (c *Credential) refreshInBackground() {
 		ctx, cancel := context.WithTimeout(c.m.ctx, c.m.opts.RefreshTimeout)
 		defer cancel()
 		if _, err := c.refresh(ctx, reasonProactive, "", nil); err != nil {
+			if errors.Is(err, ErrLockBusy) {
+				// Another instance is refreshing; its token arrives by
+				// notification. Requests meanwhile must not each try
+				// the lease again: hold the flag for a while.
+				select {
+				case <-time.After(busyRetry):
+				case <-c.m.ctx.Done():
+				}
+				return
+			}
 			c.m.logger.Debug("proactive refresh failed; the current token stays in use until it expires",
 				c.m.logFields(c, "error", err.Error())...)
 		}
 	}()
 }
+
+// busyRetry is how long a proactive refresh that found another
+// instance refreshing waits before another attempt may start.
+const busyRetry = time.Second
 
 // Status is a redacted view of a credential for operators.
 type Status struct {

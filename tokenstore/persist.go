@@ -45,26 +45,6 @@ func (c *Credential) persist(ctx context.Context, rec *Record, storedGen uint64,
 	go c.retryUnderHeldLock(held.handOff(), held.at)
 }
 
-// lease is the refresh lock a refresh holds: released when the refresh
-// ends, unless persist took it over.
-type lease struct {
-	release func()
-	at      time.Time // when it was obtained (real time: the TTL is)
-	handed  bool
-}
-
-// handOff gives the release to a new owner.
-func (l *lease) handOff() func() {
-	l.handed = true
-	return l.release
-}
-
-func (l *lease) end() {
-	if !l.handed {
-		l.release()
-	}
-}
-
 // retryUnderHeldLock retries the pending write while it holds the lease
 // taken for the refresh (up to holdPending), then releases it and goes on
 // with startPersistRetry, which takes a lock per attempt.

@@ -32,25 +32,10 @@ func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, er
 	if err := c.gate(); err != nil {
 		return nil, err
 	}
-	c.setState(StateRefreshing, "")
-
-	lockCtx, cancelLock := context.WithTimeout(ctx, m.opts.LockWait)
-	lockStart := m.now()
-	release, err := m.backend.Lock(lockCtx, c.id, m.opts.LockTTL)
-	cancelLock()
-	m.hooks.lockWait(c, m.now().Sub(lockStart))
+	held, err := c.takeLease(ctx, reason)
 	if err != nil {
-		if c.spec.Grant != GrantClientCredentials {
-			// Without the lock another instance may be spending the same
-			// refresh token; presenting it too could revoke the family.
-			return nil, c.failTransient(fmt.Errorf("tokenstore: refresh lock unavailable, not refreshing a rotating credential without it: %w", err), 0)
-		}
-		// Client credentials have nothing to spend twice: go on unlocked.
-		m.logger.Warn("refresh lock unavailable; requesting a client-credentials token without it",
-			m.logFields(c, "error", err.Error())...)
-		release = func() {}
+		return nil, err
 	}
-	held := &lease{release: release, at: time.Now()}
 	defer held.end()
 	// While this refresh waited for the lock, the holder's new token may
 	// have arrived (published, and adopted in the background).

@@ -155,15 +155,31 @@ func (b *Backend) List(ctx context.Context) ([]string, error) {
 // PX with a random owner token; release and refresh check the token), and
 // retries until ctx ends.
 func (b *Backend) Lock(ctx context.Context, id string, ttl time.Duration) (func(), error) {
+	return b.obtain(ctx, id, ttl, false)
+}
+
+// TryLock implements tokenstore.TryLocker: one attempt.
+func (b *Backend) TryLock(ctx context.Context, id string, ttl time.Duration) (func(), error) {
+	return b.obtain(ctx, id, ttl, true)
+}
+
+// obtain takes the lease, retrying until ctx ends unless once.
+func (b *Backend) obtain(ctx context.Context, id string, ttl time.Duration, once bool) (func(), error) {
+	retry := redislock.LimitRetry(redislock.ExponentialBackoff(5*time.Millisecond, 200*time.Millisecond), 1<<30)
+	if once {
+		retry = redislock.NoRetry()
+	}
 	// Our own token, so that a lease Redis set although the reply was
 	// lost (a timeout, a dropped connection) can still be released.
 	// Without it such a lease stalls every instance for its whole TTL.
 	token := rand.Text()
-	lock, err := b.locker.Obtain(ctx, b.lockKey(id), ttl, &redislock.Options{
-		RetryStrategy: redislock.LimitRetry(redislock.ExponentialBackoff(5*time.Millisecond, 200*time.Millisecond), 1<<30),
-		Token:         token,
-	})
+	lock, err := b.locker.Obtain(ctx, b.lockKey(id), ttl, &redislock.Options{RetryStrategy: retry, Token: token})
 	if err != nil {
+		if once && errors.Is(err, redislock.ErrNotObtained) && ctx.Err() == nil {
+			// Redis answered that someone else holds it: nothing of
+			// ours to release.
+			return nil, tokenstore.ErrLockBusy
+		}
 		go b.releaseOrphan(b.lockKey(id), token)
 		if errors.Is(err, redislock.ErrNotObtained) || ctx.Err() != nil {
 			return nil, tokenstore.ErrLockTimeout
@@ -172,9 +188,9 @@ func (b *Backend) Lock(ctx context.Context, id string, ttl time.Duration) (func(
 	}
 	stop := make(chan struct{})
 	go keepLease(lock, ttl, stop)
-	var once sync.Once
+	var released sync.Once
 	return func() {
-		once.Do(func() {
+		released.Do(func() {
 			close(stop)
 			// A fresh context: the caller's may be done, and a lease
 			// left behind stalls every instance until it expires.

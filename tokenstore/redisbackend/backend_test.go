@@ -116,6 +116,35 @@ func TestLockIsExtendedWhileHeld(t *testing.T) {
 	releaseB()
 }
 
+// TryLock makes one attempt: busy while another owner holds the lease
+// (without waiting for it), the lease once it is free.
+func TestTryLock(t *testing.T) {
+	s := redistest.Start(t)
+	a := newBackend(t, Config{URLs: []string{s.URL()}})
+	b := newBackend(t, Config{URLs: []string{s.URL()}})
+	ctx := context.Background()
+	releaseA, err := a.Lock(ctx, "c", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := b.TryLock(ctx, "c", time.Minute); !errors.Is(err, tokenstore.ErrLockBusy) {
+		t.Fatalf("TryLock of a held lease: %v", err)
+	}
+	if waited := time.Since(start); waited > time.Second {
+		t.Fatalf("TryLock waited %s", waited)
+	}
+	releaseA()
+	releaseB, err := b.TryLock(ctx, "c", time.Minute)
+	if err != nil {
+		t.Fatalf("TryLock of a free lease: %v", err)
+	}
+	if _, err := a.TryLock(ctx, "c", time.Minute); !errors.Is(err, tokenstore.ErrLockBusy) {
+		t.Fatalf("TryLock of a lease taken by TryLock: %v", err)
+	}
+	releaseB()
+}
+
 func TestPublishSubscribeSurvivesRestart(t *testing.T) {
 	s := redistest.Start(t)
 	pub := newBackend(t, Config{URLs: []string{s.URL()}})

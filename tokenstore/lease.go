@@ -1,0 +1,67 @@
+package tokenstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// takeLease takes the credential's refresh lease for a refresh. A
+// proactive refresh on a shared backend makes one attempt (ErrLockBusy):
+// an instance holding the lease is refreshing this credential, its token
+// arrives by notification, and ours is usable until then; polling the
+// lease only adds store traffic (at 10,000 busy users it was 11 lock
+// attempts per token request). A client-credentials refresh goes on
+// without the lease when the store cannot give it.
+func (c *Credential) takeLease(ctx context.Context, reason string) (*lease, error) {
+	m := c.m
+	lockCtx, cancelLock := context.WithTimeout(ctx, m.opts.LockWait)
+	defer cancelLock()
+	lockStart := m.now()
+	var release func()
+	var err error
+	if tl, ok := m.backend.(TryLocker); ok && reason == reasonProactive {
+		release, err = tl.TryLock(lockCtx, c.id, m.opts.LockTTL)
+		if errors.Is(err, ErrLockBusy) {
+			return nil, err
+		}
+		c.setState(StateRefreshing, "")
+	} else {
+		c.setState(StateRefreshing, "")
+		release, err = m.backend.Lock(lockCtx, c.id, m.opts.LockTTL)
+	}
+	m.hooks.lockWait(c, m.now().Sub(lockStart))
+	if err != nil {
+		if c.spec.Grant != GrantClientCredentials {
+			// Without the lock another instance may be spending the same
+			// refresh token; presenting it too could revoke the family.
+			return nil, c.failTransient(fmt.Errorf("tokenstore: refresh lock unavailable, not refreshing a rotating credential without it: %w", err), 0)
+		}
+		// Client credentials have nothing to spend twice: go on unlocked.
+		m.logger.Warn("refresh lock unavailable; requesting a client-credentials token without it",
+			m.logFields(c, "error", err.Error())...)
+		release = func() {}
+	}
+	return &lease{release: release, at: time.Now()}, nil
+}
+
+// lease is the refresh lock a refresh holds: released when the refresh
+// ends, unless persist took it over.
+type lease struct {
+	release func()
+	at      time.Time // when it was obtained (real time: the TTL is)
+	handed  bool
+}
+
+// handOff gives the release to a new owner.
+func (l *lease) handOff() func() {
+	l.handed = true
+	return l.release
+}
+
+func (l *lease) end() {
+	if !l.handed {
+		l.release()
+	}
+}
