@@ -70,6 +70,10 @@ type Credential struct {
 	pending   bool    // rec is newer than the backend: a write failed
 	// persisting is set while a goroutine retries the pending write.
 	persisting bool
+	// pendingLease is the refresh lease held while a failed write is
+	// retried (persist.go); a refresh in this process takes it over
+	// instead of waiting for it.
+	pendingLease *lease
 	// health is nil while the credential is healthy with no failure to
 	// remember, which is nearly always: most credentials never carry it.
 	health *health

@@ -16,6 +16,20 @@ import (
 // without the lease when the store cannot give it.
 func (c *Credential) takeLease(ctx context.Context, reason string) (*lease, error) {
 	m := c.m
+	c.mu.Lock()
+	if l := c.pendingLease; l != nil && time.Since(l.at) < holdPending {
+		// This process holds the lease for a write that failed (a full
+		// disk, a store refusing writes) and is retried: memory holds
+		// the newest pair, and this refresh may spend it. Waiting for
+		// the lease would be waiting for ourselves, and the clients
+		// would get 503s while a token could be had.
+		c.pendingLease = nil
+		l.handed = false
+		c.mu.Unlock()
+		c.setState(StateRefreshing, "")
+		return l, nil
+	}
+	c.mu.Unlock()
 	lockCtx, cancelLock := context.WithTimeout(ctx, m.opts.LockWait)
 	defer cancelLock()
 	lockStart := m.now()
@@ -47,21 +61,31 @@ func (c *Credential) takeLease(ctx context.Context, reason string) (*lease, erro
 }
 
 // lease is the refresh lock a refresh holds: released when the refresh
-// ends, unless persist took it over.
+// ends, unless a pending write's retry holds it on (handed).
 type lease struct {
 	release func()
 	at      time.Time // when it was obtained (real time: the TTL is)
 	handed  bool
 }
 
-// handOff gives the release to a new owner.
-func (l *lease) handOff() func() {
-	l.handed = true
-	return l.release
-}
-
-func (l *lease) end() {
-	if !l.handed {
-		l.release()
+// endLease ends a refresh's hold on l. A refresh whose write failed
+// handed it to the write's retry; one that took over a pending write's
+// lease and ended without writing (its token request failed) hands it
+// back, so the write is retried under it; otherwise it is released.
+func (c *Credential) endLease(l *lease) {
+	if l.handed {
+		return
 	}
+	c.mu.Lock()
+	retry := c.pending && c.pendingLease == nil
+	if retry {
+		l.handed = true
+		c.pendingLease = l
+	}
+	c.mu.Unlock()
+	if retry {
+		go c.retryUnderHeldLock(l)
+		return
+	}
+	l.release()
 }

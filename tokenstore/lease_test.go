@@ -173,3 +173,50 @@ func TestTokenDeadOnArrivalIsNotUsed(t *testing.T) {
 		t.Fatalf("stored refresh token %q, want the rotated rt-1", rec.RefreshToken)
 	}
 }
+
+// Found by the 60 s chaos run (full disk): while a failed write was
+// retried under the refresh lease, the next refresh in the same process
+// waited for that lease, so once the token expired clients got 503s
+// although memory held a pair the server accepts. A refresh now takes
+// the pending write's lease over and spends the newest pair; everything
+// is written once writes work again.
+func TestRefreshesGoOnFromMemoryWhileWritesFail(t *testing.T) {
+	store := &flakyBackend{Backend: NewMemoryBackend()}
+	req := newRotating("seed", time.Hour)
+	opts := testOptions()
+	opts.LockWait = 300 * time.Millisecond
+	m := newTestManager(t, store, opts)
+	c := m.Credential(refreshSpec("seed"), req)
+	ctx := context.Background()
+	if _, err := c.Token(ctx); err != nil {
+		t.Fatal(err)
+	}
+	store.failWrites.Store(1 << 30) // a full disk
+	last := ""
+	for i := range 5 {
+		start := time.Now()
+		tok, err := c.ForceRefresh(ctx)
+		if err != nil {
+			t.Fatalf("refresh %d with writes failing: %v", i, err)
+		}
+		if waited := time.Since(start); waited >= opts.LockWait {
+			t.Fatalf("refresh %d waited %s for a lease this process holds", i, waited)
+		}
+		last = tok.AccessToken
+	}
+	if n := req.reuse.Load(); n != 0 {
+		t.Fatalf("a spent refresh token was presented %d times", n)
+	}
+	store.failWrites.Store(0) // space again
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rec := storedRecord(t, m, c.ID())
+		if rec.AccessToken == last {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the newest pair was not written once writes worked: stored %q, want %q", rec.AccessToken, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

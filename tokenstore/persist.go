@@ -42,14 +42,20 @@ func (c *Credential) persist(ctx context.Context, rec *Record, storedGen uint64,
 	c.m.hooks.storeError(c)
 	c.m.logger.Error("could not persist credential; keeping it in memory and retrying",
 		c.m.logFields(c, "generation", rec.Generation, "error", err.Error())...)
-	go c.retryUnderHeldLock(held.handOff(), held.at)
+	held.handed = true
+	c.mu.Lock()
+	c.pendingLease = held
+	c.mu.Unlock()
+	go c.retryUnderHeldLock(held)
 }
 
-// retryUnderHeldLock retries the pending write while it holds the lease
-// taken for the refresh (up to holdPending), then releases it and goes on
-// with startPersistRetry, which takes a lock per attempt.
-func (c *Credential) retryUnderHeldLock(release func(), lockedAt time.Time) {
-	deadline := lockedAt.Add(max(holdPending, c.m.opts.LockTTL*3/4))
+// retryUnderHeldLock retries the pending write while it holds l, the
+// lease taken for the refresh (up to holdPending), then releases it and
+// goes on with startPersistRetry, which takes a lock per attempt. A
+// refresh of this credential may take l over meanwhile (takeLease), and
+// the pending write with it: this goroutine then stops.
+func (c *Credential) retryUnderHeldLock(l *lease) {
+	deadline := l.at.Add(max(holdPending, c.m.opts.LockTTL*3/4))
 	wait := 50 * time.Millisecond
 	for {
 		left := time.Until(deadline)
@@ -59,20 +65,45 @@ func (c *Credential) retryUnderHeldLock(release func(), lockedAt time.Time) {
 		select {
 		case <-time.After(min(wait, left)):
 		case <-c.m.ctx.Done():
-			release()
+			c.giveBackLease(l)
 			return
 		}
 		wait = min(wait*2, 2*time.Second)
+		if !c.holdsPendingLease(l) {
+			return
+		}
 		ctx, cancel := context.WithTimeout(c.m.ctx, min(c.m.opts.RefreshTimeout, max(time.Until(deadline), time.Second)))
 		done := c.writePending(ctx)
 		cancel()
 		if done {
-			release()
+			c.giveBackLease(l)
 			return
 		}
 	}
-	release()
-	c.startPersistRetry()
+	if c.giveBackLease(l) {
+		c.startPersistRetry()
+	}
+}
+
+func (c *Credential) holdsPendingLease(l *lease) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pendingLease == l
+}
+
+// giveBackLease releases l unless a refresh took it over; it reports
+// whether it did.
+func (c *Credential) giveBackLease(l *lease) bool {
+	c.mu.Lock()
+	mine := c.pendingLease == l
+	if mine {
+		c.pendingLease = nil
+	}
+	c.mu.Unlock()
+	if mine {
+		l.release()
+	}
+	return mine
 }
 
 // startPersistRetry runs one goroutine per credential that retries the

@@ -36,7 +36,7 @@ func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, er
 	if err != nil {
 		return nil, err
 	}
-	defer held.end()
+	defer c.endLease(held)
 	// While this refresh waited for the lock, the holder's new token may
 	// have arrived (published, and adopted in the background).
 	if t := c.reusable(failed, want); t != nil && t != replacing {
