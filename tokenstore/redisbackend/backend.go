@@ -180,7 +180,7 @@ func (b *Backend) obtain(ctx context.Context, id string, ttl time.Duration, once
 			// ours to release.
 			return nil, tokenstore.ErrLockBusy
 		}
-		go b.releaseOrphan(b.lockKey(id), token)
+		go b.releaseOrphan(b.lockKey(id), token, ttl)
 		if errors.Is(err, redislock.ErrNotObtained) || ctx.Err() != nil {
 			return nil, tokenstore.ErrLockTimeout
 		}
@@ -196,7 +196,13 @@ func (b *Backend) obtain(ctx context.Context, id string, ttl time.Duration, once
 			// left behind stalls every instance until it expires.
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			_ = lock.Release(ctx) // ErrLockNotHeld: it expired, someone else may own it now
+			err := lock.Release(ctx)
+			if err != nil && !errors.Is(err, redislock.ErrLockNotHeld) {
+				// Redis did not answer (restarting, failing over):
+				// release it once it does.
+				go b.releaseOrphan(b.lockKey(id), token, ttl)
+			}
+			// ErrLockNotHeld: it expired, someone else may own it now.
 		})
 	}, nil
 }
@@ -232,10 +238,22 @@ func keepLease(lock *redislock.Lock, ttl time.Duration, stop <-chan struct{}) {
 
 // releaseOrphan deletes key if it still holds token: a lease this
 // instance may have obtained without learning so. Best effort, bounded.
-func (b *Backend) releaseOrphan(key, token string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = releaseIfOwner.Run(ctx, b.client, []string{key}, token).Err()
+// It retries until the lease would have expired anyway (ttl from now):
+// a lease left behind while Redis restarts (kept in its append-only
+// file) otherwise blocks the credential's refreshes for its whole TTL.
+func (b *Backend) releaseOrphan(key, token string, ttl time.Duration) {
+	until := time.Now().Add(ttl)
+	wait := 100 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := releaseIfOwner.Run(ctx, b.client, []string{key}, token).Err()
+		cancel()
+		if err == nil || errors.Is(err, redis.ErrClosed) || time.Now().Add(wait).After(until) {
+			return
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 2*time.Second)
+	}
 }
 
 // releaseIfOwner deletes a lock key whose value is (starts with) the

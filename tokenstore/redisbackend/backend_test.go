@@ -145,6 +145,31 @@ func TestTryLock(t *testing.T) {
 	releaseB()
 }
 
+// Found by the 60 s chaos run: a lease released while Redis was
+// restarting stayed in its append-only file and blocked the credential
+// for the lease's whole TTL. The release is retried until it lands.
+func TestReleaseDuringRestartLandsAfterIt(t *testing.T) {
+	s := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
+	a := newBackend(t, Config{URLs: []string{s.URL()}})
+	b := newBackend(t, Config{URLs: []string{s.URL()}})
+	ctx := context.Background()
+	release, err := a.Lock(ctx, "c", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Stop()
+	release() // Redis is down: the release fails
+	s.Restart()
+	short, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	releaseB, err := b.Lock(short, "c", time.Minute)
+	if err != nil {
+		t.Fatalf("the lease released during the restart still blocks after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	}
+	releaseB()
+}
+
 func TestPublishSubscribeSurvivesRestart(t *testing.T) {
 	s := redistest.Start(t)
 	pub := newBackend(t, Config{URLs: []string{s.URL()}})
