@@ -59,9 +59,8 @@ type Credential struct {
 	// a token's lifetime is not refreshed ahead of time.
 	used atomic.Bool
 
-	// users and releasedAt (Unix nanoseconds, 0 while in use) are
+	// releasedAt (Unix nanoseconds, 0 while in use) and users are
 	// guarded by the manager's mutex.
-	users      int
 	releasedAt int64
 
 	mu        sync.Mutex
@@ -70,6 +69,10 @@ type Credential struct {
 	pending   bool    // rec is newer than the backend: a write failed
 	// persisting is set while a goroutine retries the pending write.
 	persisting bool
+	// users counts the handlers holding the credential (beside the two
+	// flags: with them it fills one word, which keeps the struct in the
+	// 160-byte size class).
+	users int32
 	// pendingLease is the refresh lease held while a failed write is
 	// retried (persist.go); a refresh in this process takes it over
 	// instead of waiting for it.
