@@ -296,7 +296,7 @@ func (c *Credential) refresh(ctx context.Context, reason, failed string, want []
 	if len(want) > 0 {
 		key = fmt.Sprint("stepup", want)
 	}
-	if _, try := c.m.backend.(TryLocker); try && reason == reasonProactive {
+	if c.m.tryLocker != nil && reason == reasonProactive {
 		// A proactive refresh may give up on a busy lease (ErrLockBusy):
 		// a request that needs a token must not share that answer.
 		key = "proactive"

@@ -35,8 +35,8 @@ func (c *Credential) takeLease(ctx context.Context, reason string) (*lease, erro
 	lockStart := m.now()
 	var release func()
 	var err error
-	if tl, ok := m.backend.(TryLocker); ok && reason == reasonProactive {
-		release, err = tl.TryLock(lockCtx, c.id, m.opts.LockTTL)
+	if m.tryLocker != nil && reason == reasonProactive {
+		release, err = m.tryLocker.TryLock(lockCtx, c.id, m.opts.LockTTL)
 		if errors.Is(err, ErrLockBusy) {
 			return nil, err
 		}

@@ -131,6 +131,9 @@ type Manager struct {
 	lru *lru.Cache[string, *Credential]
 	// scheduler runs every credential's proactive refresh checks.
 	scheduler *refreshScheduler
+	// tryLocker is the backend when it can take a lease in one attempt
+	// (shared stores), else nil: proactive refreshes use it.
+	tryLocker TryLocker
 	// specs interns the configuration shared by per-user credentials
 	// (guarded by mu); see internSpec.
 	specs map[string]*Spec
@@ -156,6 +159,7 @@ func NewManager(backend Backend, codec Codec, logger *zap.Logger, opts Options) 
 
 		scheduler: newRefreshScheduler(),
 	}
+	m.tryLocker, _ = backend.(TryLocker)
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	cache, err := lru.NewWithEvict(opts.CacheSize, func(_ string, c *Credential) {
 		c.evict()

@@ -13,7 +13,8 @@ import (
 // it over (release), keeping it while it retries: released, another
 // instance would refresh from the stored pair, whose refresh token this
 // refresh just spent, and the server would revoke the whole family. It
-// does so by taking held over.
+// does so by taking held over (pendingLease), which a later refresh in
+// this process may take back (takeLease).
 func (c *Credential) persist(ctx context.Context, rec *Record, storedGen uint64, held *lease) {
 	c.mu.Lock()
 	c.rec = rec.clone()
