@@ -60,12 +60,29 @@ func (f *authFlow) callback(w http.ResponseWriter, r *http.Request) error {
 			"The response did not come from the authorization server the flow started with. Nothing was connected.")
 	}
 	cred := f.credential(pending.Principal)
+	// A flow begun before the credential was bound must not complete
+	// against another server than the one it is bound to now.
+	bound, err := cred.BoundIssuer(ctx)
+	if err != nil {
+		f.logger.Error("reading the credential's authorization server binding", zap.String("credential", cred.ID()), zap.Error(err))
+		return page(w, http.StatusServiceUnavailable, "Try again", "The gateway could not read the credential.")
+	}
+	if bound != "" && bound != pending.Issuer {
+		f.logger.Warn("authorization from another authorization server than the credential is bound to; refused",
+			zap.String("credential", cred.ID()), zap.String("bound_issuer", bound), zap.String("flow_issuer", pending.Issuer))
+		return page(w, http.StatusBadRequest, "Authorization server mismatch",
+			"This account is connected through another authorization server. Nothing was changed.")
+	}
 	res, err := f.req.exchange(ctx, pending, resp.Code)
 	if err != nil {
 		f.logger.Error("exchanging the authorization code failed", zap.String("credential", cred.ID()), zap.Error(err))
 		return page(w, http.StatusBadGateway, "The authorization server refused the code", publicFlowError(err))
 	}
-	if err := cred.Authorized(ctx, res, pending.Issuer, pending.Scopes); err != nil {
+	if err := cred.Authorized(ctx, res, pending.Issuer, pending.Scopes); errors.Is(err, tokenstore.ErrIssuerBound) {
+		f.logger.Warn("authorization not stored: the credential is bound to another authorization server", zap.String("credential", cred.ID()), zap.Error(err))
+		return page(w, http.StatusBadRequest, "Authorization server mismatch",
+			"This account is connected through another authorization server. Nothing was changed.")
+	} else if err != nil {
 		f.logger.Error("storing the authorization failed", zap.String("credential", cred.ID()), zap.Error(err))
 		return page(w, http.StatusServiceUnavailable, "Try again", "The gateway could not store the authorization.")
 	}

@@ -222,9 +222,13 @@ func (f *authFlow) start(w http.ResponseWriter, r *http.Request) error {
 // begin creates the pending state and returns the authorization URL.
 func (f *authFlow) begin(ctx context.Context, principal string, operator bool, returnTo string, extraScopes ...string) (string, error) {
 	cred := f.credential(principal)
-	pinned := ""
-	if st := cred.Status(); st.Issuer != "" {
-		pinned = st.Issuer
+	// The binding comes from the store, never from memory: after a
+	// restart, an eviction or on another instance memory knows no issuer,
+	// and a flow started from that would take this user's consent (and
+	// the client's secret) to whatever server the metadata names now.
+	pinned, err := cred.BoundIssuer(ctx)
+	if err != nil {
+		return "", fmt.Errorf("reading the credential's authorization server binding: %w", err)
 	}
 	ep, err := f.req.endpointsFor(ctx, pinned)
 	if err != nil {

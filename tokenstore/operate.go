@@ -46,22 +46,66 @@ func (c *Credential) Replace(ctx context.Context, refreshToken string) error {
 	if refreshToken == "" {
 		return errors.New("tokenstore: empty refresh token")
 	}
-	return c.rewrite(ctx, "replaced", func(rec *Record) {
+	return c.rewrite(ctx, "replaced", func(rec *Record) error {
 		rec.RefreshToken = refreshToken
 		clearTokens(rec)
 		rec.Dead, rec.LastError, rec.Revoked = false, "", false
+		return nil
 	})
 }
 
+// BoundIssuer is the authorization server the credential is bound to
+// ("" while it is bound to none), read from the store under the
+// credential's lock: memory is no authority for a binding, since it is
+// empty after a restart, an eviction from the cache, or on another
+// instance of a fleet. Every flow that may send a secret, a code or a
+// token reads the binding here before it starts. An unreadable stored
+// record is an error (ErrUnreadable): the binding it holds is unknown.
+func (c *Credential) BoundIssuer(ctx context.Context) (string, error) {
+	if c.spec.Issuer != "" {
+		return c.spec.Issuer, nil // the configuration pins it
+	}
+	release, err := c.m.backend.Lock(ctx, c.id, c.m.opts.LockTTL)
+	if err != nil {
+		return "", err
+	}
+	defer release()
+	rec, err := c.latestRecord(ctx)
+	if err != nil {
+		return "", err
+	}
+	return rec.Issuer, nil
+}
+
+// ErrIssuerBound is returned by Authorized when the credential is bound to
+// another authorization server than the one the authorization came from:
+// a completed flow never moves a binding (only the configuration or an
+// operator's Unpin does).
+var ErrIssuerBound = errors.New("tokenstore: the credential is bound to another authorization server")
+
 // Authorized stores the tokens a completed authorization (code exchange)
 // returned, bound to issuer: the credential is usable from now on, and
-// its refresh token is what later refreshes present.
+// its refresh token is what later refreshes present. A credential bound
+// to another issuer is left as it is (ErrIssuerBound); a credential bound
+// to none keeps nothing of what it held before (no refresh token or key
+// crosses issuers).
 func (c *Credential) Authorized(ctx context.Context, res *TokenResult, issuer string, scopes []string) error {
 	if res == nil || res.AccessToken == "" {
 		return errors.New("tokenstore: authorization without an access token")
 	}
+	if issuer == "" {
+		return errors.New("tokenstore: authorization without an issuer")
+	}
 	now := c.m.now()
-	err := c.rewrite(ctx, "authorized", func(rec *Record) {
+	err := c.rewrite(ctx, "authorized", func(rec *Record) error {
+		if rec.Issuer != "" && rec.Issuer != issuer {
+			return fmt.Errorf("%w: credential %s is bound to %s, the authorization came from %s", ErrIssuerBound, c.id, rec.Issuer, issuer)
+		}
+		if rec.Issuer != issuer {
+			// Bound to no server yet: whatever the record held was not
+			// issued by this one.
+			rec.RefreshToken, rec.DPoPKey, rec.TokenEndpoint = "", "", ""
+		}
 		rec.Issuer = issuer
 		if res.TokenEndpoint != "" {
 			rec.TokenEndpoint = res.TokenEndpoint
@@ -80,6 +124,7 @@ func (c *Credential) Authorized(ctx context.Context, res *TokenResult, issuer st
 		rec.Scopes = append([]string(nil), scopes...)
 		rec.GrantedScope = strings.Join(res.Scopes, " ")
 		rec.Dead, rec.LastError, rec.Revoked = false, "", false
+		return nil
 	})
 	if err != nil {
 		return err
@@ -109,7 +154,7 @@ func (c *Credential) Unpin(ctx context.Context, issuer string) error {
 	if issuer == "" {
 		return errors.New("tokenstore: unpin needs the new issuer")
 	}
-	return c.rewrite(ctx, "unpinned", func(rec *Record) {
+	return c.rewrite(ctx, "unpinned", func(rec *Record) error {
 		rec.Issuer = issuer
 		rec.TokenEndpoint = ""
 		clearTokens(rec)
@@ -118,6 +163,7 @@ func (c *Credential) Unpin(ctx context.Context, issuer string) error {
 		if c.spec.rotates() {
 			rec.Dead, rec.LastError = true, "pinned to a new authorization server by an operator; upload a refresh token it issued"
 		}
+		return nil
 	})
 }
 
@@ -200,13 +246,14 @@ func (c *Credential) Forget(ctx context.Context) error {
 }
 
 func (c *Credential) forget(ctx context.Context, why string) error {
-	err := c.rewrite(ctx, "forgotten", func(rec *Record) {
+	err := c.rewrite(ctx, "forgotten", func(rec *Record) error {
 		clearTokens(rec)
 		rec.RefreshToken = ""
 		rec.Revoked, rec.LastError, rec.Dead = true, why, false
 		if c.spec.rotates() {
 			rec.Dead, rec.LastError = true, why+"; upload a new refresh token"
 		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -224,8 +271,9 @@ func clearTokens(rec *Record) {
 
 // rewrite applies change to the newest record under the lock and stores
 // it as a new generation. A stored record that cannot be read is not
-// overwritten (ErrUnreadable).
-func (c *Credential) rewrite(ctx context.Context, kind string, change func(*Record)) error {
+// overwritten (ErrUnreadable); a change that returns an error writes
+// nothing.
+func (c *Credential) rewrite(ctx context.Context, kind string, change func(*Record) error) error {
 	release, err := c.m.backend.Lock(ctx, c.id, c.m.opts.LockTTL)
 	if err != nil {
 		return err
@@ -251,7 +299,9 @@ func (c *Credential) rewrite(ctx context.Context, kind string, change func(*Reco
 	next.Generation = max(storedGen, stored.Generation) + 1
 	next.SeedHash = c.seedHash
 	next.UpdatedAt = c.m.now()
-	change(next)
+	if err := change(next); err != nil {
+		return err
+	}
 	if err := c.m.save(ctx, next, storedGen); err != nil {
 		return err
 	}
