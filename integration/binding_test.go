@@ -77,10 +77,11 @@ func TestIssuerBindingHoldsAcrossTheFleet(t *testing.T) {
 	r := redistest.Start(t)
 	e := newEnv(t, fakeoauth.AuthServerOptions{Rotate: true}, fakeoauth.UpstreamOptions{})
 	b := e.secondServer(t)
-	global := fmt.Sprintf("\toauth_gateway {\n\t\tstorage redis %s {\n\t\t\tkey_prefix bind%s\n\t\t}\n\t}", r.URL(), randomHex(4))
+	global := fmt.Sprintf("\toauth_gateway {\n\t\tstorage redis %s {\n\t\t\tkey_prefix bind%s\n\t\t}\n\t\tencryption_key {env.TEST_KEY}\n\t}", r.URL(), randomHex(4))
 	site := e.perUserSite(t, e.confidentialClient()...)
-	first := startCaddy(t, site, caddyOptions{Global: global, Env: e.secretEnv()})
-	second := startCaddy(t, site, caddyOptions{Global: global, Env: e.secretEnv()})
+	envs := append(e.secretEnv(), "TEST_KEY=AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=")
+	first := startCaddy(t, site, caddyOptions{Global: global, Env: envs})
+	second := startCaddy(t, site, caddyOptions{Global: global, Env: envs})
 	if resp, body := connect(t, first.URL("/mcp/.oauth/start"), "alice"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("consent at A on the first instance: %d %s", resp.StatusCode, body)
 	}
