@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/oauthgw/caddy-oauth-gateway/gateway"
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 )
 
@@ -133,14 +134,13 @@ func (adminAPI) handleCredential(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, creds[0].Status())
 
 	case action == "authorize" && r.Method == http.MethodPost:
-		flow, ok := operatorFlow(id)
-		if !ok {
+		authURL, err := gateway.StartOperatorAuthorization(ctx, id)
+		if errors.Is(err, gateway.ErrNoOperatorFlow) {
 			return caddy.APIError{HTTPStatus: http.StatusConflict, Err: fmt.Errorf(
 				"credential %s is not a shared authorization_code credential (per-user credentials are connected by their users)", id)}
 		}
-		authURL, err := flow.begin(ctx, "", true, "")
 		if err != nil {
-			return caddy.APIError{HTTPStatus: http.StatusBadGateway, Err: fmt.Errorf("starting the authorization: %s", publicFlowError(err))}
+			return caddy.APIError{HTTPStatus: http.StatusBadGateway, Err: fmt.Errorf("starting the authorization: %v", err)}
 		}
 		return writeJSON(w, http.StatusOK, map[string]string{"id": id, "authorization_url": authURL})
 
@@ -151,7 +151,7 @@ func (adminAPI) handleCredential(w http.ResponseWriter, r *http.Request) error {
 		if err := decodeAdminBody(r, &body); err != nil || body.Issuer == "" {
 			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`body must be {"issuer":"https://..."}`)}
 		}
-		if hasControl(body.Issuer) || checkURL("issuer", body.Issuer, true) != nil {
+		if hasControl(body.Issuer) || gateway.CheckURL("issuer", body.Issuer, true) != nil {
 			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("issuer must be an absolute http(s) URL")}
 		}
 		for _, c := range creds {

@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/oauthgw/caddy-oauth-gateway/gateway"
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore/redisbackend"
 )
@@ -85,8 +86,10 @@ func (h managerHandle) Destruct() error { return h.m.Close() }
 // Provision sets up the storage backend and the token manager.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	if err := registerMetrics(ctx); err != nil {
-		return fmt.Errorf("registering metrics: %v", err)
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		if err := gateway.RegisterMetrics(reg); err != nil {
+			return fmt.Errorf("registering metrics: %v", err)
+		}
 	}
 	if a.Storage == nil {
 		a.Storage = &StorageConfig{}
@@ -119,12 +122,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		m, err := tokenstore.NewManager(backend, codec, a.logger.Named("tokenstore"), tokenstore.Options{
 			CacheSize:   a.CacheSize,
 			RefreshSkew: time.Duration(a.RefreshSkew),
-			DecodeKey:   decodeDPoPKey,
+			DecodeKey:   gateway.DecodeDPoPKey,
 		})
 		if err != nil {
 			return nil, err
 		}
-		m.SetHooks(metricsHooks())
+		m.SetHooks(gateway.MetricsHooks())
 		return managerHandle{m}, nil
 	})
 	if err != nil {

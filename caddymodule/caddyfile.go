@@ -12,6 +12,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/oauthgw/caddy-oauth-gateway/discovery"
+	"github.com/oauthgw/caddy-oauth-gateway/gateway"
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 )
 
@@ -214,7 +215,7 @@ func (h *Handler) setSingle(d *caddyfile.Dispenser, name, val string) error {
 	case "client_secret":
 		h.ClientSecret = val
 	case "client_auth":
-		if _, ok := clientAuthMethods[val]; !ok {
+		if !gateway.KnownClientAuth(val) {
 			return d.Errf("client_auth: unknown method %q (want basic, post, none, private_key_jwt or client_secret_jwt)", val)
 		}
 		h.ClientAuth = val
@@ -231,7 +232,7 @@ func (h *Handler) setSingle(d *caddyfile.Dispenser, name, val string) error {
 		case tokenstore.GrantClientCredentials, tokenstore.GrantRefreshToken, tokenstore.GrantAuthorizationCode,
 			tokenstore.GrantJWTBearer, tokenstore.GrantTokenExchange, tokenstore.GrantIDJAG:
 		default:
-			return d.Errf("grant: unknown grant %q (want %s)", val, grantNames)
+			return d.Errf("grant: unknown grant %q (want %s)", val, gateway.GrantNames)
 		}
 		h.Grant = val
 	case "redirect_uri":

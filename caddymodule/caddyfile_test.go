@@ -2,13 +2,12 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
-
-	"github.com/oauthgw/caddy-oauth-gateway/oauthclient"
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {
@@ -112,10 +111,14 @@ func TestValidateNamesTheSubdirective(t *testing.T) {
 		}, "idp_token_endpoint:"},
 	}
 	validate := func(h *Handler) error {
-		if err := h.expand(); err != nil {
+		cfg, err := h.expand()
+		if err != nil {
 			return err
 		}
-		return h.Validate()
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("%s: %w", h.where(), err)
+		}
+		return nil
 	}
 	for _, c := range cases {
 		h := base()
@@ -173,39 +176,5 @@ func TestGlobalOption(t *testing.T) {
 	}
 	if _, err := decodeKeys([]string{"{env.OAUTHGW_TEST_UNSET}"}); err == nil || !strings.Contains(err.Error(), "{env.OAUTHGW_TEST_UNSET} expanded to nothing") {
 		t.Errorf("empty key placeholder: %v", err)
-	}
-}
-
-// Issue 10, behaviour 1: the method is chosen among those the
-// configuration makes possible, and nothing fitting is an error naming
-// both sides, never a silent fallback to Basic.
-func TestChooseAuthMethod(t *testing.T) {
-	secret := clientAuth{secret: true}
-	key := clientAuth{key: &oauthclient.SigningKey{}}
-	public := clientAuth{}
-	for _, c := range []struct {
-		auth    clientAuth
-		offered []string
-		want    string // "" for an error
-	}{
-		{secret, nil, "client_secret_basic"}, // RFC 8414 default
-		{secret, []string{"client_secret_post"}, "client_secret_post"},
-		{secret, []string{"client_secret_post", "client_secret_basic"}, "client_secret_basic"},
-		{secret, []string{"client_secret_jwt"}, "client_secret_jwt"},
-		{secret, []string{"private_key_jwt"}, ""},
-		{secret, []string{"none"}, ""},
-		{key, []string{"client_secret_basic", "private_key_jwt"}, "private_key_jwt"},
-		{key, []string{"client_secret_basic"}, ""},
-		{public, []string{"client_secret_basic", "none"}, "none"},
-		{public, []string{"client_secret_basic"}, ""},
-		{clientAuth{configured: "client_secret_post", secret: true}, []string{"client_secret_basic"}, "client_secret_post"},
-	} {
-		got, err := c.auth.choose(c.offered)
-		if got != c.want || (c.want == "") != (err != nil) {
-			t.Errorf("%+v offered %v: got %q %v, want %q", c.auth, c.offered, got, err, c.want)
-		}
-		if err != nil && (!strings.Contains(err.Error(), strings.Join(c.offered, ", ")) || !strings.Contains(err.Error(), "this configuration can use")) {
-			t.Errorf("error %q does not name both sides", err)
-		}
 	}
 }

@@ -1,13 +1,14 @@
 package caddymodule
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
+	"github.com/oauthgw/caddy-oauth-gateway/gateway"
 )
 
 func init() {
@@ -212,34 +213,12 @@ type Handler struct {
 	// the Caddyfile adapter so errors can name it.
 	Source string `json:"source,omitempty"`
 
-	// expanded holds the configuration with placeholders replaced; the
-	// exported fields keep what was written, so Caddy's own logs and
-	// /config/ show placeholders rather than secrets.
-	expanded expandedConfig
-	// resolver finds endpoints; serve reads the resource's
-	// scopes_supported from it to bound step-up.
-	resolver *resolver
-
-	// flow is the authorization-code machinery (nil for other grants).
-	flow *authFlow
-	// jwks is the published key set, served at jwksPath.
-	jwks     []byte
-	jwksPath string
-
-	cred *tokenstore.Credential
-	// exchange holds the tokens of grants token_exchange and id_jag, per
-	// request subject (nil for other grants).
-	exchange     *tokenstore.ExchangeCache
-	exchangeKeys exchangeKeys
-	// credentialID names the handler's credential (or exchange cache) in
-	// errors and logs.
-	credentialID string
-	// dpop signs proofs for DPoP-bound tokens (nil without `dpop`).
-	dpop    *upstreamDPoP
-	manager *tokenstore.Manager
-	logger  *zap.Logger
-	// holdFn is h.hold, bound once so requests do not allocate a closure.
-	holdFn func(int, http.Header) bool
+	// gw is the gateway this handler delegates every request to, built
+	// from the configuration with placeholders expanded (the exported
+	// fields keep what was written, so Caddy's own logs and /config/ show
+	// placeholders rather than secrets).
+	gw     *gateway.Gateway
+	logger *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -253,13 +232,22 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Cleanup releases the handler's use of its credential; credentials no
 // configuration uses any more are collected after a grace period.
 func (h *Handler) Cleanup() error {
-	if h.cred != nil && h.manager != nil {
-		h.manager.Release(h.cred)
-	}
-	if h.flow != nil {
-		h.flow.release()
+	if h.gw != nil {
+		h.gw.Close()
 	}
 	return nil
+}
+
+// ServeHTTP delegates to the gateway core with next as the upstream. A
+// failure before anything was written keeps its status as Caddy's
+// handler error.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	err := h.gw.Serve(w, r, next)
+	var he *gateway.HTTPError
+	if err != nil && errors.As(err, &he) {
+		return caddyhttp.Error(he.Status, he.Err)
+	}
+	return err
 }
 
 // Interface guards

@@ -2,8 +2,6 @@ package caddymodule
 
 import (
 	"net/http"
-	"strconv"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -11,7 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/oauthgw/caddy-oauth-gateway/normalize"
+	"github.com/oauthgw/caddy-oauth-gateway/gateway"
 )
 
 func init() {
@@ -55,47 +53,12 @@ func (n *NormalizeHandler) Provision(ctx caddy.Context) error {
 }
 
 // Validate implements caddy.Validator.
-func (n *NormalizeHandler) Validate() error { return checkAliases(n.ErrorAliases) }
+func (n *NormalizeHandler) Validate() error { return gateway.CheckErrorAliases(n.ErrorAliases) }
 
-// maxNormalizedBody bounds a held-back authorization server response.
-const maxNormalizedBody = 1 << 20
-
-// holdNonStreaming holds every final response except event streams.
-func holdNonStreaming(_ int, h http.Header) bool {
-	return !strings.HasPrefix(h.Get("Content-Type"), "text/event-stream")
-}
-
-// ServeHTTP implements caddyhttp.MiddlewareHandler.
+// ServeHTTP implements caddyhttp.MiddlewareHandler: the core's
+// normalizer with next as the authorization server's response.
 func (n *NormalizeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if r.Method != http.MethodPost {
-		return next.ServeHTTP(w, r)
-	}
-	ic := getInterceptor(w, maxNormalizedBody, holdNonStreaming)
-	defer putInterceptor(ic)
-	if err := next.ServeHTTP(ic, r); err != nil {
-		return err
-	}
-	if !ic.Buffered() {
-		return nil
-	}
-	status, body, changed := normalize.Rewrite(ic.Status(), w.Header(), ic.Body(), n.ErrorAliases)
-	if !changed {
-		return ic.release()
-	}
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/json")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("Pragma", "no-cache")
-	hdr.Del("Content-Encoding")
-	hdr.Set("Content-Length", strconv.Itoa(len(body)))
-	if status == http.StatusUnauthorized {
-		hdr.Set("WWW-Authenticate", `Basic realm="oauth"`)
-	}
-	n.logger.Debug("normalized authorization server error",
-		zap.Int("upstream_status", ic.Status()), zap.Int("status", status), zap.String("path", r.URL.Path))
-	w.WriteHeader(status)
-	_, err := w.Write(body)
-	return err
+	return gateway.Normalize(w, r, next, n.ErrorAliases, n.logger)
 }
 
 func parseNormalize(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

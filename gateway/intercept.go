@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"bytes"
@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // interceptor holds back the responses its hold func selects (up to a size
@@ -19,7 +17,7 @@ import (
 // remote document, so this one gives up holding (and passes the response
 // through) once it exceeds limit.
 type interceptor struct {
-	caddyhttp.ResponseWriterWrapper
+	http.ResponseWriter
 	buf         bytes.Buffer
 	limit       int
 	status      int
@@ -104,10 +102,16 @@ func (i *interceptor) Write(p []byte) (int, error) {
 // ReadFrom keeps io.Copy from bypassing Write while buffering.
 func (i *interceptor) ReadFrom(r io.Reader) (int64, error) {
 	if i.wroteHeader && !i.buffering {
-		return i.ResponseWriterWrapper.ReadFrom(r)
+		if rf, ok := i.ResponseWriter.(io.ReaderFrom); ok {
+			return rf.ReadFrom(r)
+		}
+		return io.Copy(i.ResponseWriter, r)
 	}
 	return io.Copy(writerOnly{i}, r)
 }
+
+// Unwrap returns the writer underneath, for http.ResponseController.
+func (i *interceptor) Unwrap() http.ResponseWriter { return i.ResponseWriter }
 
 // FlushError is a no-op while buffering: flushing would commit the status.
 func (i *interceptor) FlushError() error {

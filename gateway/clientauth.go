@@ -1,8 +1,9 @@
-package caddymodule
+package gateway
 
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -83,9 +84,34 @@ var clientAuthMethods = map[string]string{
 // serveJWKS publishes the gateway's public keys (jwks_uri), so an
 // authorization server (or a client metadata document) can verify its
 // private_key_jwt assertions. Only public keys are ever in it.
-func (h *Handler) serveJWKS(w http.ResponseWriter) error {
+func (g *Gateway) serveJWKS(w http.ResponseWriter) error {
 	w.Header().Set("Content-Type", "application/jwk-set+json")
 	w.Header().Set("Cache-Control", "max-age=300")
-	_, err := w.Write(h.jwks)
+	_, err := w.Write(g.jwks)
 	return err
+}
+
+// clientAuth loads the signing key (when configured) and the JWKS that
+// publishes it, and says what the configuration can authenticate with.
+func (g *Gateway) clientAuth() (clientAuth, error) {
+	x := &g.Config
+	auth := clientAuth{configured: clientAuthMethods[g.ClientAuth], secret: x.ClientSecret != ""}
+	if x.ClientKey != "" {
+		key, err := oauthclient.LoadSigningKey(x.ClientKey, "", g.ClientKeyID)
+		if err != nil {
+			return auth, fmt.Errorf("client_key: %w", err)
+		}
+		auth.key = key
+		if g.jwks, err = oauthclient.PublicJWKS(key); err != nil {
+			return auth, fmt.Errorf("client_key: %w", err)
+		}
+	}
+	if x.JWKSURI != "" {
+		u, err := url.Parse(x.JWKSURI)
+		if err != nil {
+			return auth, fmt.Errorf("jwks_uri: %v", err)
+		}
+		g.jwksPath = u.Path
+	}
+	return auth, nil
 }

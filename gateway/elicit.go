@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"bytes"
@@ -29,18 +29,18 @@ const (
 // client gets a URL elicitation, anything else a 401 JSON naming the URL.
 // A shared credential offers no client-facing URL: only an operator may
 // bind an upstream account to everyone's credential.
-func (h *Handler) respondNeedsAuthorization(w http.ResponseWriter, r *http.Request, scopes ...string) error {
-	f := h.flow
+func (g *Gateway) respondNeedsAuthorization(w http.ResponseWriter, r *http.Request, scopes ...string) error {
+	f := g.flow
 	authURL, msg := "", ""
 	if f.perUser() {
 		authURL = f.startURL("", scopes...)
 		msg = fmt.Sprintf("Authorization required: open %s to connect your account for %s, then retry.", authURL, f.spec.Resource)
 	} else {
 		msg = fmt.Sprintf("Authorization required: an operator must connect the gateway's shared account for %s with `caddy oauth-gateway authorize %s`.",
-			f.spec.Resource, h.cred.ID())
+			f.spec.Resource, g.cred.ID())
 	}
 	gatewayMetrics.authorizationRequired.Inc()
-	h.logger.Debug("credential needs authorization", zap.Bool("per_user", f.perUser()), zap.String("resource", f.spec.Resource))
+	g.logger.Debug("credential needs authorization", zap.Bool("per_user", f.perUser()), zap.String("resource", f.spec.Resource))
 
 	if r.Method == http.MethodGet && strings.Contains(r.Header.Get("Accept"), "text/html") {
 		if f.perUser() {

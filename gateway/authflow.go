@@ -1,11 +1,10 @@
-package caddymodule
+package gateway
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"path"
 	"slices"
@@ -13,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/oauthgw/caddy-oauth-gateway/oauthclient"
@@ -27,20 +25,15 @@ import (
 // authorization URL, RFC 9207, registration) live in oauthclient; pending
 // state and registrations in tokenstore.
 type authFlow struct {
-	h         *Handler
+	g         *Gateway
 	req       *requester
 	manager   *tokenstore.Manager
 	spec      tokenstore.Spec // Principal empty
-	principal string          // the placeholder; "" for a shared credential
-	// principalKey is the placeholder's key ({http.auth.user.id} →
-	// http.auth.user.id), read with one replacer lookup per request.
-	principalKey string
-	// principalHeader is the canonical header name when the principal is
-	// a request header ({http.request.header.X-User}): read straight from
-	// the request, as Caddy's replacer would, without its lookup (a
-	// measurable share of the per-user hot path).
-	principalHeader string
-	logger          *zap.Logger
+	principal string          // the principal expression; "" for a shared credential
+	// principalOf evaluates the principal for a request (the adapter's
+	// placeholder evaluation); nil for a shared credential.
+	principalOf func(*http.Request) string
+	logger      *zap.Logger
 
 	redirectURI, origin                              string
 	callbackPath, startPath, disconnectPath, cimdURL string
@@ -53,26 +46,24 @@ type authFlow struct {
 
 const defaultStateTTL = 10 * time.Minute
 
-func newAuthFlow(h *Handler, req *requester, m *tokenstore.Manager, spec tokenstore.Spec) (*authFlow, error) {
-	x := &h.expanded
+func newAuthFlow(g *Gateway, req *requester, m *tokenstore.Manager, spec tokenstore.Spec, principalOf func(*http.Request) string) (*authFlow, error) {
+	x := &g.Config
 	u, err := url.Parse(x.RedirectURI)
 	if err != nil {
 		return nil, fmt.Errorf("redirect_uri: %v", err)
 	}
 	dir := path.Dir(u.Path)
 	f := &authFlow{
-		h: h, req: req, manager: m, spec: spec, principal: h.Principal, logger: h.logger,
-		principalKey:    placeholderKey(h.Principal),
-		principalHeader: requestHeaderOf(placeholderKey(h.Principal)),
-		redirectURI:     x.RedirectURI,
-		origin:          u.Scheme + "://" + u.Host,
-		callbackPath:    u.Path,
-		startPath:       path.Join(dir, "start"),
-		disconnectPath:  path.Join(dir, "disconnect"),
-		cimdURL:         x.ClientMetadataURL,
-		params:          url.Values{},
-		stateTTL:        time.Duration(h.AuthorizationStateTTL),
-		users:           m.Principals(spec, req),
+		g: g, req: req, manager: m, spec: spec, principal: g.Principal, principalOf: principalOf, logger: g.logger,
+		redirectURI:    x.RedirectURI,
+		origin:         u.Scheme + "://" + u.Host,
+		callbackPath:   u.Path,
+		startPath:      path.Join(dir, "start"),
+		disconnectPath: path.Join(dir, "disconnect"),
+		cimdURL:        x.ClientMetadataURL,
+		params:         url.Values{},
+		stateTTL:       g.AuthorizationStateTTL,
+		users:          m.Principals(spec, req),
 	}
 	if f.stateTTL <= 0 {
 		f.stateTTL = defaultStateTTL
@@ -84,7 +75,7 @@ func newAuthFlow(h *Handler, req *requester, m *tokenstore.Manager, spec tokenst
 		}
 		f.cimdPath = cu.Path
 	}
-	for k, v := range h.AuthorizationParams {
+	for k, v := range g.AuthorizationParams {
 		f.params.Set(k, v)
 	}
 	return f, nil
@@ -94,13 +85,24 @@ func newAuthFlow(h *Handler, req *requester, m *tokenstore.Manager, spec tokenst
 // flow, so the admin API can start an operator's authorization.
 var sharedFlows sync.Map
 
-// operatorFlow returns the flow of the shared credential id.
-func operatorFlow(id string) (*authFlow, bool) {
+// ErrNoOperatorFlow is returned by StartOperatorAuthorization for a
+// credential that is not a shared authorization-code credential.
+var ErrNoOperatorFlow = errors.New("not a shared authorization-code credential: only those are authorized by an operator")
+
+// StartOperatorAuthorization begins an operator's authorization of the
+// shared authorization-code credential id and returns the URL to open.
+func StartOperatorAuthorization(ctx context.Context, id string) (string, error) {
 	v, ok := sharedFlows.Load(id)
 	if !ok {
-		return nil, false
+		return "", ErrNoOperatorFlow
 	}
-	return v.(*authFlow), true
+	f := v.(*authFlow)
+	authURL, err := f.begin(ctx, "", true, "")
+	if err != nil {
+		f.logger.Error("could not start the operator's authorization", zap.String("credential", id), zap.Error(err))
+		return "", errors.New(publicFlowError(err))
+	}
+	return authURL, nil
 }
 
 // perUser reports whether each user has a credential of their own.
@@ -109,51 +111,17 @@ func (f *authFlow) perUser() bool { return f.principal != "" }
 // credential returns the credential of principal ("" for the shared one).
 func (f *authFlow) credential(principal string) *tokenstore.Credential {
 	if principal == "" {
-		return f.h.cred
+		return f.g.cred
 	}
 	return f.users.Credential(principal)
 }
 
 // release gives back every per-user credential (config unload).
 func (f *authFlow) release() {
-	if f.h.cred != nil {
-		sharedFlows.CompareAndDelete(f.h.cred.ID(), f)
+	if f.g.cred != nil {
+		sharedFlows.CompareAndDelete(f.g.cred.ID(), f)
 	}
 	f.users.Release()
-}
-
-// principalOf evaluates the principal placeholder for r.
-func (f *authFlow) principalOf(r *http.Request) string {
-	if f.principal == "" {
-		return ""
-	}
-	if f.principalHeader != "" {
-		// What the replacer returns for http.request.header.*.
-		switch vals := r.Header[f.principalHeader]; len(vals) {
-		case 0:
-			return ""
-		case 1:
-			return strings.TrimSpace(vals[0])
-		default:
-			return strings.TrimSpace(strings.Join(vals, ","))
-		}
-	}
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if repl == nil {
-		return ""
-	}
-	v, _ := repl.GetString(f.principalKey)
-	return strings.TrimSpace(v)
-}
-
-// requestHeaderOf returns the canonical header name a replacer key of
-// the form http.request.header.<name> reads, else "".
-func requestHeaderOf(key string) string {
-	name, ok := strings.CutPrefix(key, "http.request.header.")
-	if !ok || name == "" {
-		return ""
-	}
-	return textproto.CanonicalMIMEHeaderKey(name)
 }
 
 // route answers the flow's own paths; handled is false for any other
@@ -199,14 +167,14 @@ func (f *authFlow) start(w http.ResponseWriter, r *http.Request) error {
 	if !f.perUser() {
 		return page(w, http.StatusForbidden, "An operator must connect this account",
 			fmt.Sprintf("This gateway holds one shared credential for %s. An operator connects it with: caddy oauth-gateway authorize %s",
-				f.spec.Resource, f.h.cred.ID()))
+				f.spec.Resource, f.g.cred.ID()))
 	}
 	principal := f.principalOf(r)
 	if principal == "" {
 		return page(w, http.StatusUnauthorized, "Sign in first", "The gateway could not tell who you are, so it cannot connect an account for you.")
 	}
 	extra := strings.Fields(r.URL.Query().Get("scope"))
-	if outside := f.h.scopesOutsideBound(extra); len(outside) > 0 || len(extra) > tokenstore.MaxScopes {
+	if outside := f.g.scopesOutsideBound(extra); len(outside) > 0 || len(extra) > tokenstore.MaxScopes {
 		return page(w, http.StatusBadRequest, "Scope not allowed",
 			"The application asked for a scope this gateway may not request; an operator can allow it with max_scope.")
 	}

@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"context"
@@ -130,9 +130,9 @@ func (f *authFlow) serveClientMetadata(w http.ResponseWriter, r *http.Request) e
 		ResponseTypes:           []string{"code"},
 		TokenEndpointAuthMethod: oauthclient.AuthNone,
 	}
-	if f.h.jwks != nil && f.h.expanded.JWKSURI != "" {
+	if f.g.jwks != nil && f.g.JWKSURI != "" {
 		// A signing key: the server verifies private_key_jwt against it.
-		doc.TokenEndpointAuthMethod, doc.JWKSURI = oauthclient.AuthPrivateKeyJWT, f.h.expanded.JWKSURI
+		doc.TokenEndpointAuthMethod, doc.JWKSURI = oauthclient.AuthPrivateKeyJWT, f.g.JWKSURI
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "max-age=300")

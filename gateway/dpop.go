@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"net/http"
@@ -16,9 +16,9 @@ import (
 // fresh proof on every upstream request (replays included); keys, proofs
 // and nonces are oauthclient's (go-jose).
 
-// decodeDPoPKey is tokenstore's Options.DecodeKey: a stored key, parsed
+// DecodeDPoPKey is tokenstore's Options.DecodeKey: a stored key, parsed
 // once per token rather than per request.
-func decodeDPoPKey(b []byte) (any, error) { return oauthclient.ParseDPoPKey(b) }
+func DecodeDPoPKey(b []byte) (any, error) { return oauthclient.ParseDPoPKey(b) }
 
 // dpopHeader is the canonical form of the DPoP request header.
 const dpopHeader = "Dpop"

@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"fmt"
@@ -10,17 +10,11 @@ import (
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 )
 
-// Validate checks the configuration (placeholders already expanded by
-// Provision); each message names the subdirective and the handler.
-func (h *Handler) Validate() error {
-	if err := h.validate(); err != nil {
-		return fmt.Errorf("%s: %w", h.where(), err)
-	}
-	return nil
-}
-
-func (h *Handler) validate() error {
-	x := &h.expanded
+// Validate checks the configuration (placeholders already expanded);
+// each message names the subdirective. Defaults are applied first.
+func (c *Config) Validate() error {
+	c.applyDefaults()
+	x := c
 	if x.Resource == "" {
 		return fmt.Errorf("resource: required")
 	}
@@ -33,7 +27,7 @@ func (h *Handler) validate() error {
 		if u.val == "" {
 			continue
 		}
-		if err := checkURL(u.name, u.val, h.InsecureAllowHTTP); err != nil {
+		if err := CheckURL(u.name, u.val, c.InsecureAllowHTTP); err != nil {
 			return err
 		}
 	}
@@ -43,73 +37,73 @@ func (h *Handler) validate() error {
 		}
 	}
 	for _, ti := range x.TrustedIssuers {
-		if err := checkURL("trusted_issuers", ti, h.InsecureAllowHTTP); err != nil {
+		if err := CheckURL("trusted_issuers", ti, c.InsecureAllowHTTP); err != nil {
 			return err
 		}
 	}
-	if x.ClientID == "" && h.Grant != tokenstore.GrantAuthorizationCode {
+	if x.ClientID == "" && c.Grant != tokenstore.GrantAuthorizationCode {
 		return fmt.Errorf("client_id: required")
 	}
-	if err := h.validateAuthorizationCode(); err != nil {
+	if err := c.validateAuthorizationCode(); err != nil {
 		return err
 	}
-	switch h.Grant {
+	switch c.Grant {
 	case tokenstore.GrantClientCredentials:
-		if h.RefreshToken != "" {
+		if c.RefreshToken != "" {
 			return fmt.Errorf("refresh_token: given with grant client_credentials; use grant refresh_token (or leave grant out)")
 		}
 	case tokenstore.GrantRefreshToken:
-		if h.RefreshToken == "" {
+		if c.RefreshToken == "" {
 			return fmt.Errorf("refresh_token: required for grant refresh_token")
 		}
 	case tokenstore.GrantAuthorizationCode:
-		if h.RefreshToken != "" {
+		if c.RefreshToken != "" {
 			return fmt.Errorf("refresh_token: not used with grant authorization_code (the user's consent provides it)")
 		}
 	case tokenstore.GrantJWTBearer:
 		if x.AssertionFile == "" {
 			return fmt.Errorf("assertion_file: required for grant jwt_bearer")
 		}
-		if h.RefreshToken != "" {
+		if c.RefreshToken != "" {
 			return fmt.Errorf("refresh_token: not used with grant jwt_bearer")
 		}
 	case tokenstore.GrantTokenExchange, tokenstore.GrantIDJAG:
-		if h.RefreshToken != "" {
-			return fmt.Errorf("refresh_token: not used with grant %s (each request brings its subject token)", h.Grant)
+		if c.RefreshToken != "" {
+			return fmt.Errorf("refresh_token: not used with grant %s (each request brings its subject token)", c.Grant)
 		}
 	default:
-		return fmt.Errorf("grant: unknown grant %q (want %s)", h.Grant, grantNames)
+		return fmt.Errorf("grant: unknown grant %q (want %s)", c.Grant, GrantNames)
 	}
-	if err := h.validateExchange(); err != nil {
+	if err := c.validateExchange(); err != nil {
 		return err
 	}
-	if x.AssertionFile != "" && h.Grant != tokenstore.GrantJWTBearer {
+	if x.AssertionFile != "" && c.Grant != tokenstore.GrantJWTBearer {
 		return fmt.Errorf("assertion_file: only with grant jwt_bearer")
 	}
-	if err := h.validateClientAuth(); err != nil {
+	if err := c.validateClientAuth(); err != nil {
 		return err
 	}
-	for _, p := range h.UpstreamErrors {
+	for _, p := range c.UpstreamErrors {
 		if !slices.Contains(upstreamPresets, p) {
 			return fmt.Errorf("upstream_errors: unknown preset %q (want one of %s)", p, strings.Join(upstreamPresets, ", "))
 		}
 	}
-	if err := checkAliases(h.ErrorAliases); err != nil {
+	if err := CheckErrorAliases(c.ErrorAliases); err != nil {
 		return err
 	}
-	if h.MaxReplayBody < 0 {
+	if c.MaxReplayBody < 0 {
 		return fmt.Errorf("max_replay_body: must be positive")
 	}
-	if h.Timeout < 0 {
+	if c.Timeout < 0 {
 		return fmt.Errorf("timeout: must be positive")
 	}
-	if h.TokenWait < 0 {
+	if c.TokenWait < 0 {
 		return fmt.Errorf("token_wait: must be positive")
 	}
 	for _, list := range []struct {
 		name   string
 		scopes []string
-	}{{"scope", h.Scopes}, {"max_scope", h.MaxScope}} {
+	}{{"scope", c.Scopes}, {"max_scope", c.MaxScope}} {
 		if len(list.scopes) > tokenstore.MaxScopes {
 			return fmt.Errorf("%s: at most %d scopes", list.name, tokenstore.MaxScopes)
 		}
@@ -125,8 +119,8 @@ func (h *Handler) validate() error {
 // upstreamPresets are the accepted upstream_errors values.
 var upstreamPresets = []string{"slack"}
 
-// checkAliases accepts only aliases onto standard codes.
-func checkAliases(aliases map[string]string) error {
+// CheckErrorAliases accepts only aliases onto standard codes.
+func CheckErrorAliases(aliases map[string]string) error {
 	for vendor, std := range aliases {
 		if !slices.Contains(standardTokenErrors, std) {
 			return fmt.Errorf("error_alias: %s -> %q: target must be a standard code (%s)", vendor, std, strings.Join(standardTokenErrors, ", "))
@@ -139,9 +133,9 @@ func checkAliases(aliases map[string]string) error {
 var standardTokenErrors = []string{"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
 	"unsupported_grant_type", "invalid_scope", "invalid_target"}
 
-// checkURL requires an absolute https URL (http only when allowed)
+// CheckURL requires an absolute https URL (http only when allowed)
 // without userinfo or fragment.
-func checkURL(name, raw string, allowHTTP bool) error {
+func CheckURL(name, raw string, allowHTTP bool) error {
 	u, err := url.Parse(raw)
 	if err != nil || !u.IsAbs() || u.Host == "" {
 		return fmt.Errorf("%s: must be an absolute URL, got %q", name, raw)
@@ -165,43 +159,43 @@ func checkURL(name, raw string, allowHTTP bool) error {
 }
 
 // validateAuthorizationCode checks the authorization-code subdirectives.
-func (h *Handler) validateAuthorizationCode() error {
-	x := &h.expanded
-	authcode := h.Grant == tokenstore.GrantAuthorizationCode
+func (c *Config) validateAuthorizationCode() error {
+	x := c
+	authcode := c.Grant == tokenstore.GrantAuthorizationCode
 	if !authcode {
 		for _, f := range []struct{ name, val string }{
-			{"redirect_uri", h.RedirectURI}, {"client_metadata_url", h.ClientMetadataURL},
+			{"redirect_uri", c.RedirectURI}, {"client_metadata_url", c.ClientMetadataURL},
 		} {
 			if f.val != "" {
 				return fmt.Errorf("%s: only with grant authorization_code", f.name)
 			}
 		}
-		if len(h.AuthorizationParams) > 0 {
+		if len(c.AuthorizationParams) > 0 {
 			return fmt.Errorf("authorization_param: only with grant authorization_code")
 		}
-		if h.Principal != "" && !isExchange(h.Grant) {
+		if c.Principal != "" && !isExchange(c.Grant) {
 			return fmt.Errorf("principal: only with grant authorization_code, token_exchange or id_jag")
 		}
-		return checkPlaceholder("principal", h.Principal)
+		return checkPlaceholder("principal", c.Principal)
 	}
 	if x.RedirectURI == "" {
 		return fmt.Errorf("redirect_uri: required for grant authorization_code (an absolute https URL whose path reaches this handler)")
 	}
-	if err := checkURL("redirect_uri", x.RedirectURI, h.InsecureAllowHTTP); err != nil {
+	if err := CheckURL("redirect_uri", x.RedirectURI, c.InsecureAllowHTTP); err != nil {
 		return err
 	}
 	if x.ClientMetadataURL != "" {
-		if err := checkURL("client_metadata_url", x.ClientMetadataURL, h.InsecureAllowHTTP); err != nil {
+		if err := CheckURL("client_metadata_url", x.ClientMetadataURL, c.InsecureAllowHTTP); err != nil {
 			return err
 		}
 	}
-	if err := checkPlaceholder("principal", h.Principal); err != nil {
+	if err := checkPlaceholder("principal", c.Principal); err != nil {
 		return err
 	}
-	if h.AuthorizationStateTTL < 0 {
+	if c.AuthorizationStateTTL < 0 {
 		return fmt.Errorf("authorization_state_ttl: must be positive")
 	}
-	for name := range h.AuthorizationParams {
+	for name := range c.AuthorizationParams {
 		switch name {
 		case "response_type", "client_id", "redirect_uri", "state", "code_challenge", "code_challenge_method", "scope", "resource":
 			return fmt.Errorf("authorization_param: %s is set by the gateway", name)
@@ -211,11 +205,11 @@ func (h *Handler) validateAuthorizationCode() error {
 }
 
 // validateClientAuth checks client_auth against what it needs.
-func (h *Handler) validateClientAuth() error {
-	x := &h.expanded
-	method, ok := clientAuthMethods[h.ClientAuth]
-	if !ok && h.ClientAuth != "" {
-		return fmt.Errorf("client_auth: unknown method %q (want basic, post, none, private_key_jwt or client_secret_jwt)", h.ClientAuth)
+func (c *Config) validateClientAuth() error {
+	x := c
+	method, ok := clientAuthMethods[c.ClientAuth]
+	if !ok && c.ClientAuth != "" {
+		return fmt.Errorf("client_auth: unknown method %q (want basic, post, none, private_key_jwt or client_secret_jwt)", c.ClientAuth)
 	}
 	switch method {
 	case oauthclient.AuthPrivateKeyJWT:
@@ -224,7 +218,7 @@ func (h *Handler) validateClientAuth() error {
 		}
 	case oauthclient.AuthClientSecretJWT, oauthclient.AuthBasic, oauthclient.AuthPost:
 		if x.ClientSecret == "" {
-			return fmt.Errorf("client_auth: %s needs client_secret", h.ClientAuth)
+			return fmt.Errorf("client_auth: %s needs client_secret", c.ClientAuth)
 		}
 	case oauthclient.AuthNone:
 		if x.ClientSecret != "" || x.ClientKey != "" {
@@ -236,7 +230,7 @@ func (h *Handler) validateClientAuth() error {
 		return fmt.Errorf("issuer: required with token_endpoint for signed client assertions (the issuer is their audience)")
 	}
 	if x.JWKSURI != "" {
-		if err := checkURL("jwks_uri", x.JWKSURI, h.InsecureAllowHTTP); err != nil {
+		if err := CheckURL("jwks_uri", x.JWKSURI, c.InsecureAllowHTTP); err != nil {
 			return err
 		}
 		if x.ClientKey == "" {
@@ -246,8 +240,8 @@ func (h *Handler) validateClientAuth() error {
 	return nil
 }
 
-// grantNames lists the grants in errors.
-const grantNames = "client_credentials, refresh_token, authorization_code, jwt_bearer, token_exchange or id_jag"
+// GrantNames lists the grants in errors.
+const GrantNames = "client_credentials, refresh_token, authorization_code, jwt_bearer, token_exchange or id_jag"
 
 // checkPlaceholder: a per-request value must be exactly one placeholder
 // such as {http.auth.user.id} (empty is allowed: not configured).
@@ -260,12 +254,12 @@ func checkPlaceholder(name, v string) error {
 
 // validateExchange checks the subdirectives of grants token_exchange and
 // id_jag, and that no other grant uses them.
-func (h *Handler) validateExchange() error {
-	x := &h.expanded
-	if !isExchange(h.Grant) {
+func (c *Config) validateExchange() error {
+	x := c
+	if !isExchange(c.Grant) {
 		for _, f := range []struct{ name, val string }{
-			{"subject_token", h.SubjectToken}, {"subject_token_type", h.SubjectTokenType},
-			{"idp_token_endpoint", h.IDPTokenEndpoint}, {"idp_client_id", h.IDPClientID}, {"idp_client_secret", h.IDPClientSecret},
+			{"subject_token", c.SubjectToken}, {"subject_token_type", c.SubjectTokenType},
+			{"idp_token_endpoint", c.IDPTokenEndpoint}, {"idp_client_id", c.IDPClientID}, {"idp_client_secret", c.IDPClientSecret},
 		} {
 			if f.val != "" {
 				return fmt.Errorf("%s: only with grant token_exchange or id_jag", f.name)
@@ -273,19 +267,19 @@ func (h *Handler) validateExchange() error {
 		}
 		return nil
 	}
-	if h.SubjectToken == "" {
-		return fmt.Errorf("subject_token: required for grant %s (a placeholder such as {http.request.header.X-Id-Token})", h.Grant)
+	if c.SubjectToken == "" {
+		return fmt.Errorf("subject_token: required for grant %s (a placeholder such as {http.request.header.X-Id-Token})", c.Grant)
 	}
-	if err := checkPlaceholder("subject_token", h.SubjectToken); err != nil {
+	if err := checkPlaceholder("subject_token", c.SubjectToken); err != nil {
 		return err
 	}
-	if h.SubjectTokenType != "" {
-		if _, err := oauthclient.SubjectTokenTypeURN(h.SubjectTokenType); err != nil {
+	if c.SubjectTokenType != "" {
+		if _, err := oauthclient.SubjectTokenTypeURN(c.SubjectTokenType); err != nil {
 			return fmt.Errorf("subject_token_type: %w", err)
 		}
 	}
-	if h.Grant != tokenstore.GrantIDJAG {
-		if h.IDPTokenEndpoint != "" || h.IDPClientID != "" || h.IDPClientSecret != "" {
+	if c.Grant != tokenstore.GrantIDJAG {
+		if c.IDPTokenEndpoint != "" || c.IDPClientID != "" || c.IDPClientSecret != "" {
 			return fmt.Errorf("idp_token_endpoint, idp_client_id and idp_client_secret: only with grant id_jag")
 		}
 		return nil
@@ -293,11 +287,18 @@ func (h *Handler) validateExchange() error {
 	if x.IDPTokenEndpoint == "" {
 		return fmt.Errorf("idp_token_endpoint: required for grant id_jag (the identity provider's token endpoint)")
 	}
-	if err := checkURL("idp_token_endpoint", x.IDPTokenEndpoint, h.InsecureAllowHTTP); err != nil {
+	if err := CheckURL("idp_token_endpoint", x.IDPTokenEndpoint, c.InsecureAllowHTTP); err != nil {
 		return err
 	}
 	if x.IDPClientID == "" {
 		return fmt.Errorf("idp_client_id: required for grant id_jag (the gateway's client at the identity provider)")
 	}
 	return nil
+}
+
+// KnownClientAuth reports whether name is a client_auth method the
+// gateway knows (the short names and the RFC 8414 ones).
+func KnownClientAuth(name string) bool {
+	_, ok := clientAuthMethods[name]
+	return ok
 }

@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/oauthgw/caddy-oauth-gateway/challenge"
 	"github.com/oauthgw/caddy-oauth-gateway/discovery"
+	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 )
 
 // endpoints are where a credential's tokens come from.
@@ -351,3 +352,31 @@ func (e *notFoundError) Error() string {
 func (e *notFoundError) Unwrap() error   { return e.err }
 func (e *notFoundError) Permanent() bool { return false }
 func (e *notFoundError) Transient() bool { return false }
+
+// newResolver builds the endpoint resolver: static when token_endpoint is
+// configured, discovery otherwise. Discovery may reach private addresses
+// only at the resource's and the configured issuer's own host and port,
+// and at discovery_allow_hosts.
+func (g *Gateway) newResolver() *resolver {
+	x := &g.Config
+	r := &resolver{resource: x.Resource, issuer: x.Issuer, revocation: x.RevocationEndpoint, logger: g.logger,
+		legacyMCP: g.Grant == tokenstore.GrantAuthorizationCode}
+	allowHosts := make([]string, 0, len(x.DiscoveryAllowHosts)+2)
+	for _, host := range x.DiscoveryAllowHosts {
+		allowHosts = append(allowHosts, strings.ToLower(host))
+	}
+	for _, raw := range []string{x.Resource, x.Issuer} {
+		if hp, err := discovery.HostPortOf(raw); err == nil && raw != "" {
+			allowHosts = append(allowHosts, hp)
+		}
+	}
+	r.client = discovery.NewClient(discovery.Options{
+		AllowHTTP:  g.InsecureAllowHTTP,
+		AllowHosts: allowHosts,
+		OnFetch:    func(outcome string) { gatewayMetrics.discoveryFetches.WithLabelValues(outcome).Inc() },
+	})
+	if x.TokenEndpoint != "" {
+		r.static = &endpoints{Issuer: x.Issuer, TokenEndpoint: x.TokenEndpoint, RevocationEndpoint: x.RevocationEndpoint}
+	}
+	return r
+}

@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/oauthgw/caddy-oauth-gateway/oauthclient"
@@ -34,20 +33,20 @@ type tokenSource interface {
 
 // exchangeSource is one request's subject as a tokenSource.
 type exchangeSource struct {
-	h       *Handler
+	g       *Gateway
 	subject tokenstore.Subject
 }
 
-func (s *exchangeSource) ID() string { return s.h.credentialID }
+func (s *exchangeSource) ID() string { return s.g.credentialID }
 
 func (s *exchangeSource) AcquireWithin(ctx context.Context, wait time.Duration) (*tokenstore.Token, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	return s.h.exchange.Token(ctx, s.subject, "")
+	return s.g.exchange.Token(ctx, s.subject, "")
 }
 
 func (s *exchangeSource) Invalidate(ctx context.Context, failed string) (*tokenstore.Token, error) {
-	tok, _, err := s.h.exchange.Token(ctx, s.subject, failed)
+	tok, _, err := s.g.exchange.Token(ctx, s.subject, failed)
 	return tok, err
 }
 
@@ -63,18 +62,13 @@ func (s *exchangeSource) ResetBackoff() {}
 // principal when configured, else by the token's `sub` claim (a JWT),
 // else by a hash of the token. The key only groups requests; the cache
 // serves a token only for the very subject token it was obtained with.
-func (h *Handler) subjectOf(r *http.Request) tokenstore.Subject {
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if repl == nil {
-		return tokenstore.Subject{}
-	}
-	x := &h.exchangeKeys
-	raw, _ := repl.GetString(x.subject)
-	if x.header != "" {
+func (g *Gateway) subjectOf(r *http.Request) tokenstore.Subject {
+	raw := g.opts.SubjectToken(r)
+	if g.opts.SubjectTokenHeader != "" {
 		// The subject token is the user's credential for the identity
 		// provider or authorization server, not for the upstream: it is
-		// not forwarded (nor logged by reverse_proxy).
-		r.Header.Del(x.header)
+		// not forwarded (nor logged by the proxy).
+		r.Header.Del(g.opts.SubjectTokenHeader)
 	}
 	token := strings.TrimSpace(raw)
 	if len(token) > 7 && strings.EqualFold(token[:7], "bearer ") {
@@ -87,9 +81,8 @@ func (h *Handler) subjectOf(r *http.Request) tokenstore.Subject {
 	sub, exp, isJWT := oauthclient.SubjectOf(token)
 	s.Expiry = exp
 	switch {
-	case x.principal != "":
-		p, _ := repl.GetString(x.principal)
-		s.Key = "principal:" + strings.TrimSpace(p)
+	case g.opts.Principal != nil:
+		s.Key = "principal:" + strings.TrimSpace(g.opts.Principal(r))
 	case isJWT && sub != "":
 		s.Key = "sub:" + sub
 	default:
@@ -97,31 +90,6 @@ func (h *Handler) subjectOf(r *http.Request) tokenstore.Subject {
 		s.Key = "token:" + hex.EncodeToString(sum[:16])
 	}
 	return s
-}
-
-// exchangeKeys are the replacer keys subjectOf reads, derived once from
-// the configuration rather than on every request.
-type exchangeKeys struct {
-	subject   string // subject_token's key
-	header    string // the request header subject_token names, if any
-	principal string // principal's key, "" without one
-}
-
-func newExchangeKeys(subjectToken, principal string) exchangeKeys {
-	k := exchangeKeys{subject: placeholderKey(subjectToken)}
-	if principal != "" {
-		k.principal = placeholderKey(principal)
-	}
-	if name, ok := strings.CutPrefix(k.subject, "http.request.header."); ok {
-		k.header = name
-	}
-	return k
-}
-
-// placeholderKey is a placeholder's name: {http.auth.user.id} →
-// http.auth.user.id.
-func placeholderKey(p string) string {
-	return strings.TrimSuffix(strings.TrimPrefix(p, "{"), "}")
 }
 
 // exchangeToken implements tokenstore.ExchangeFunc for the handler's
@@ -229,14 +197,16 @@ func carriesSecret(grant string) bool {
 
 // provisionExchange sets up grants token_exchange and id_jag: no stored
 // credential, an exchange cache per handler.
-func (h *Handler) provisionExchange(app *App, req *requester, client *oauthclient.Client) error {
-	x := &h.expanded
-	req.grant, req.scopes = h.Grant, h.Scopes
-	h.exchangeKeys = newExchangeKeys(h.SubjectToken, h.Principal)
-	typ := h.SubjectTokenType
+func (g *Gateway) provisionExchange(req *requester, client *oauthclient.Client) error {
+	x := &g.Config
+	req.grant, req.scopes = g.Grant, g.Scopes
+	if g.opts.SubjectToken == nil {
+		return fmt.Errorf("subject_token: no way to read it from a request (Options.SubjectToken is nil)")
+	}
+	typ := g.SubjectTokenType
 	if typ == "" {
 		typ = "access_token"
-		if h.Grant == tokenstore.GrantIDJAG {
+		if g.Grant == tokenstore.GrantIDJAG {
 			typ = "id_token"
 		}
 	}
@@ -245,18 +215,18 @@ func (h *Handler) provisionExchange(app *App, req *requester, client *oauthclien
 		return fmt.Errorf("subject_token_type: %w", err)
 	}
 	req.subjectTokenType = urn
-	if h.Grant == tokenstore.GrantIDJAG {
+	if g.Grant == tokenstore.GrantIDJAG {
 		req.idp.tokenEndpoint = x.IDPTokenEndpoint
 		req.idp.creds = oauthclient.Credentials{ClientID: x.IDPClientID, ClientSecret: x.IDPClientSecret, AuthMethod: oauthclient.AuthBasic}
 		// The identity provider is named by the configuration, not
 		// discovered: the plain client (no redirects) is the right one.
 		req.idpClient = &oauthclient.Client{Aliases: client.Aliases, Timeout: client.Timeout, UserAgent: client.UserAgent}
 	}
-	h.exchange = tokenstore.NewExchangeCache(tokenstore.ExchangeOptions{
-		Size:      app.CacheSize,
-		DecodeKey: decodeDPoPKey,
+	g.exchange = tokenstore.NewExchangeCache(tokenstore.ExchangeOptions{
+		Size:      g.opts.ExchangeCacheSize,
+		DecodeKey: DecodeDPoPKey,
 	}, req.exchangeToken)
-	h.logger.Debug("token exchange configured", zap.String("credential", h.credentialID),
-		zap.String("resource", x.Resource), zap.String("grant", h.Grant))
+	g.logger.Debug("token exchange configured", zap.String("credential", g.credentialID),
+		zap.String("resource", x.Resource), zap.String("grant", g.Grant))
 	return nil
 }

@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"context"
@@ -29,12 +29,12 @@ type oauthErrorBody struct {
 // naming the credential id: URLs, issuers and server text stay in the log
 // (an attacker's metadata must not be reflected to clients). It never
 // includes token values.
-func (h *Handler) respondTokenError(w http.ResponseWriter, r *http.Request, cred tokenSource, err error) error {
+func (g *Gateway) respondTokenError(w http.ResponseWriter, r *http.Request, cred tokenSource, err error) error {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return nil // the client went away
 	}
 	if errors.Is(err, tokenstore.ErrNoSubjectToken) || errors.Is(err, tokenstore.ErrSubjectRejected) {
-		return h.respondSubjectError(w, cred, err)
+		return g.respondSubjectError(w, cred, err)
 	}
 	id := cred.ID()
 	status, retryAfter := http.StatusBadGateway, 0
@@ -65,7 +65,7 @@ func (h *Handler) respondTokenError(w http.ResponseWriter, r *http.Request, cred
 		status, retryAfter = http.StatusServiceUnavailable, 5
 		body.Error = "temporarily_unavailable"
 		body.ErrorDescription = fmt.Sprintf("the gateway did not obtain an access token for credential %s within %s; it keeps trying, retry later",
-			id, time.Duration(h.TokenWait))
+			id, time.Duration(g.TokenWait))
 	default:
 		status, retryAfter = http.StatusServiceUnavailable, 5
 		body.Error = "temporarily_unavailable"
@@ -76,7 +76,7 @@ func (h *Handler) respondTokenError(w http.ResponseWriter, r *http.Request, cred
 	if status == http.StatusBadGateway {
 		level = zap.ErrorLevel
 	}
-	h.logger.Log(level, "no token for request", zap.String("credential", id), zap.String("resource", h.expanded.Resource),
+	g.logger.Log(level, "no token for request", zap.String("credential", id), zap.String("resource", g.Resource),
 		zap.Int("status", status), zap.String("error", body.Error), zap.String("reason", serverCode(err, "")))
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/json")
@@ -163,13 +163,13 @@ func failureReason(err error) string {
 // respondSubjectError: a request of an exchange grant without a subject
 // token, or with one the server refused, is the client's to fix (401);
 // the gateway's configuration is not at fault.
-func (h *Handler) respondSubjectError(w http.ResponseWriter, cred tokenSource, err error) error {
+func (g *Gateway) respondSubjectError(w http.ResponseWriter, cred tokenSource, err error) error {
 	desc := fmt.Sprintf("the request carries no subject token (%s); credential %s exchanges the user's token for an access token, so authenticate first",
-		h.SubjectToken, cred.ID())
+		g.SubjectToken, cred.ID())
 	if errors.Is(err, tokenstore.ErrSubjectRejected) {
 		desc = fmt.Sprintf("the authorization server refused the request's subject token for credential %s (%s); obtain a new one", cred.ID(), clientReason(err))
 	}
-	h.logger.Info("request without a usable subject token", zap.String("credential", cred.ID()), zap.String("reason", serverCode(err, "")))
+	g.logger.Info("request without a usable subject token", zap.String("credential", cred.ID()), zap.String("reason", serverCode(err, "")))
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/json")
 	hdr.Set("Cache-Control", "no-store")

@@ -1,20 +1,19 @@
-package caddymodule
+package gateway
 
 import (
 	"errors"
 	"sync"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oauthgw/caddy-oauth-gateway/oauthclient"
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 )
 
-// gatewayMetrics are process-wide collectors. Caddy gives every config its
-// own registry, so they are registered again on each provisioning; the
-// counts carry over config reloads.
+// gatewayMetrics are process-wide collectors. A server that gives every
+// configuration its own registry (Caddy does) registers them again on
+// each load with RegisterMetrics; the counts carry over reloads.
 var gatewayMetrics = struct {
 	tokenRequests         *prometheus.CounterVec
 	tokenLatency          *prometheus.HistogramVec
@@ -99,11 +98,11 @@ var (
 
 var registerOnce sync.Mutex
 
-// registerMetrics adds the collectors to this config's registry.
-func registerMetrics(ctx caddy.Context) error {
+// RegisterMetrics adds the collectors to reg (nil: nothing to do); a
+// collector already registered there is not an error.
+func RegisterMetrics(reg prometheus.Registerer) error {
 	registerOnce.Lock()
 	defer registerOnce.Unlock()
-	reg := ctx.GetMetricsRegistry()
 	if reg == nil {
 		return nil
 	}
@@ -123,8 +122,8 @@ func registerMetrics(ctx caddy.Context) error {
 	return nil
 }
 
-// metricsHooks feeds the token manager's events into the collectors.
-func metricsHooks() tokenstore.Hooks {
+// MetricsHooks feeds a token manager's events into the collectors.
+func MetricsHooks() tokenstore.Hooks {
 	return tokenstore.Hooks{
 		OnTokenRequest: func(_ string, grant string, err error, took time.Duration) {
 			gatewayMetrics.tokenLatency.WithLabelValues(grant).Observe(took.Seconds())

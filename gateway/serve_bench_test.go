@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauthgw/caddy-oauth-gateway/internal/fakeoauth"
-	"github.com/oauthgw/caddy-oauth-gateway/oauthclient"
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 )
 
@@ -23,14 +22,14 @@ func (okHandler) ServeHTTP(w http.ResponseWriter, _ *http.Request) error {
 	return err
 }
 
-// newTestHandler returns a provisioned-equivalent Handler whose credential
-// holds a token from a real (fake) authorization server.
-func newTestHandler(tb testing.TB, backend tokenstore.Backend) *Handler {
-	return newBenchHandler(tb, backend, false)
+// newTestGateway returns a Gateway whose credential holds a token from a
+// real (fake) authorization server.
+func newTestGateway(tb testing.TB, backend tokenstore.Backend) *Gateway {
+	return newBenchGateway(tb, backend, false)
 }
 
-// newBenchHandler is newTestHandler, with DPoP-bound tokens when dpop.
-func newBenchHandler(tb testing.TB, backend tokenstore.Backend, dpop bool) *Handler {
+// newBenchGateway is newTestGateway, with DPoP-bound tokens when dpop.
+func newBenchGateway(tb testing.TB, backend tokenstore.Backend, dpop bool) *Gateway {
 	tb.Helper()
 	as, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{})
 	if err != nil {
@@ -38,51 +37,47 @@ func newBenchHandler(tb testing.TB, backend tokenstore.Backend, dpop bool) *Hand
 	}
 	tb.Cleanup(as.Close)
 	as.AddClient("c1", "s1")
-	m, err := tokenstore.NewManager(backend, nil, zap.NewNop(), tokenstore.Options{DecodeKey: decodeDPoPKey})
+	m, err := tokenstore.NewManager(backend, nil, zap.NewNop(), tokenstore.Options{DecodeKey: DecodeDPoPKey})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = m.Close() })
-	h := &Handler{Resource: "http://upstream.test/mcp", TokenEndpoint: as.TokenURL(), ClientID: "c1", MaxReplayBody: defaultMaxReplayBody, logger: zap.NewNop()}
-	h.holdFn = h.hold
-	h.expanded = expandedConfig{Resource: h.Resource, TokenEndpoint: h.TokenEndpoint, ClientID: "c1", ClientSecret: "s1"}
-	res := h.newResolver()
-	h.resolver = res
-	h.cred = m.Credential(tokenstore.Spec{Resource: h.Resource, ClientID: "c1", Grant: tokenstore.GrantClientCredentials, TokenEndpoint: h.TokenEndpoint},
-		&requester{client: &oauthclient.Client{}, resolver: res, creds: oauthclient.Credentials{ClientID: "c1", ClientSecret: "s1"}, auth: clientAuth{secret: true}, resource: h.Resource, logger: zap.NewNop(), dpop: dpop})
-	if dpop {
-		h.dpop = newUpstreamDPoP(h.Resource)
+	g, err := New(Config{Resource: "http://upstream.test/mcp", TokenEndpoint: as.TokenURL(), ClientID: "c1", ClientSecret: "s1",
+		InsecureAllowHTTP: true, DPoP: dpop}, Options{Manager: m})
+	if err != nil {
+		tb.Fatal(err)
 	}
-	tok, err := h.cred.Token(context.Background())
+	tb.Cleanup(g.Close)
+	tok, err := g.cred.Token(context.Background())
 	if err != nil {
 		tb.Fatal(err)
 	}
 	if dpop && tok.Key == nil {
 		tb.Fatal("the token is not DPoP-bound")
 	}
-	return h
+	return g
 }
 
 // BenchmarkHotPathCachedToken is the gateway's per-request cost with a
 // cached token, in front of a handler that answers 200.
 func BenchmarkHotPathCachedToken(b *testing.B) {
-	benchServe(b, newTestHandler(b, tokenstore.NewMemoryBackend()))
+	benchServe(b, newTestGateway(b, tokenstore.NewMemoryBackend()))
 }
 
 // BenchmarkHotPathDPoP is BenchmarkHotPathCachedToken with a DPoP-bound
 // token: a new ES256 proof per request.
 func BenchmarkHotPathDPoP(b *testing.B) {
-	benchServe(b, newBenchHandler(b, tokenstore.NewMemoryBackend(), true))
+	benchServe(b, newBenchGateway(b, tokenstore.NewMemoryBackend(), true))
 }
 
-// benchServe drives h in parallel with GET /echo.
-func benchServe(b *testing.B, h *Handler) {
+// benchServe drives g in parallel with GET /echo.
+func benchServe(b *testing.B, g *Gateway) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		r := httptest.NewRequest(http.MethodGet, "/echo", nil)
 		for pb.Next() {
 			w := newDiscardWriter()
-			if err := h.ServeHTTP(w, r, okHandler{}); err != nil {
+			if err := g.Serve(w, r, okHandler{}); err != nil {
 				b.Fatal(err)
 			}
 		}

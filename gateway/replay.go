@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"bytes"
@@ -34,7 +34,7 @@ var noBody = []byte{}
 // so it can be sent again. The buffer grows as bytes arrive, never from
 // the declared Content-Length alone. Anything else streams and is not
 // replayable. reserved is what release must give back.
-func (h *Handler) replayBody(r *http.Request) (body []byte, replayable bool, reserved int64, err error) {
+func (g *Gateway) replayBody(r *http.Request) (body []byte, replayable bool, reserved int64, err error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, true, 0, nil
 	}
@@ -44,7 +44,7 @@ func (h *Handler) replayBody(r *http.Request) (body []byte, replayable bool, res
 		// this is the usual GET); a replay sends http.NoBody.
 		return noBody, true, 0, nil
 	}
-	if n < 0 || n > h.MaxReplayBody {
+	if n < 0 || n > g.MaxReplayBody {
 		return nil, false, 0, nil
 	}
 	if !reserveReplay(n) {
