@@ -129,6 +129,7 @@ func (f *authFlow) serveClientMetadata(w http.ResponseWriter, r *http.Request) e
 		GrantTypes:              []string{"authorization_code", "refresh_token"},
 		ResponseTypes:           []string{"code"},
 		TokenEndpointAuthMethod: oauthclient.AuthNone,
+		ApplicationType:         oauthclient.ApplicationTypeFor([]string{f.redirectURI}),
 	}
 	if f.g.jwks != nil && f.g.JWKSURI != "" {
 		// A signing key: the server verifies private_key_jwt against it.

@@ -78,6 +78,7 @@ func (r *requester) register(ctx context.Context, ep *endpoints) (*tokenstore.Re
 		GrantTypes:              []string{"authorization_code", "refresh_token"},
 		ResponseTypes:           []string{"code"},
 		TokenEndpointAuthMethod: method,
+		ApplicationType:         oauthclient.ApplicationTypeFor([]string{r.registration.redirectURI}),
 	}, "")
 	if err != nil {
 		return nil, err

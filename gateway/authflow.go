@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"path"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -174,7 +173,7 @@ func (f *authFlow) start(w http.ResponseWriter, r *http.Request) error {
 		return page(w, http.StatusUnauthorized, "Sign in first", "The gateway could not tell who you are, so it cannot connect an account for you.")
 	}
 	extra := strings.Fields(r.URL.Query().Get("scope"))
-	if outside := f.g.scopesOutsideBound(extra); len(outside) > 0 || len(extra) > tokenstore.MaxScopes {
+	if outside := f.g.scopes.outsideBound(r.Context(), extra); len(outside) > 0 || len(extra) > tokenstore.MaxScopes {
 		return page(w, http.StatusBadRequest, "Scope not allowed",
 			"The application asked for a scope this gateway may not request; an operator can allow it with max_scope.")
 	}
@@ -221,7 +220,7 @@ func (f *authFlow) begin(ctx context.Context, principal string, operator bool, r
 	if err != nil {
 		return "", err
 	}
-	scopes := tokenstore.UnionScopes(f.scopes(ep), extraScopes)
+	scopes := f.g.scopes.consent(ep, extraScopes)
 	pending := &tokenstore.PendingAuthorization{
 		CredentialID: cred.ID(), Principal: principal, Operator: operator,
 		CodeVerifier: verifier, Issuer: ep.Issuer, IssRequired: ep.IssRequired,
@@ -239,22 +238,6 @@ func (f *authFlow) begin(ctx context.Context, principal string, operator bool, r
 		ar.Resource = f.req.resource
 	}
 	return ar.URL()
-}
-
-// scopes: configured, else the challenge's, else scopes_supported; plus
-// offline_access when the authorization server offers it, so a refresh
-// token is issued.
-func (f *authFlow) scopes(ep *endpoints) []string {
-	scopes := f.spec.Scopes
-	if len(scopes) == 0 {
-		if scopes = f.req.resolver.scopesFromChallenge(); len(scopes) == 0 {
-			scopes = ep.ScopesSupported
-		}
-	}
-	if slices.Contains(ep.AuthServerScopes, "offline_access") && !slices.Contains(scopes, "offline_access") {
-		scopes = append(slices.Clone(scopes), "offline_access")
-	}
-	return scopes
 }
 
 // safeReturnTo keeps only a same-origin path (no scheme, no host, no

@@ -100,7 +100,7 @@ func (r *requester) exchangeToken(ctx context.Context, subjectToken, storedKey s
 	if err != nil {
 		return nil, err
 	}
-	req := oauthclient.Request{TokenEndpoint: ep.TokenEndpoint, Scopes: r.scopes}
+	req := oauthclient.Request{TokenEndpoint: ep.TokenEndpoint, Scopes: r.exchangeScopes}
 	if r.sendResource {
 		req.Resource = r.resource
 	}
@@ -138,7 +138,7 @@ func (r *requester) idJAG(ctx context.Context, subjectToken, issuer string) (str
 		RequestedTokenType: oauthclient.TokenTypeIDJAG,
 		Audience:           issuer,
 		Resource:           r.resource,
-		Scopes:             r.scopes,
+		Scopes:             r.exchangeScopes,
 	}
 	resp, err := r.idpClient.Token(ctx, r.idp.creds, req)
 	if err != nil {
@@ -199,7 +199,7 @@ func carriesSecret(grant string) bool {
 // credential, an exchange cache per handler.
 func (g *Gateway) provisionExchange(req *requester, client *oauthclient.Client) error {
 	x := &g.Config
-	req.grant, req.scopes = g.Grant, g.Scopes
+	req.grant, req.exchangeScopes = g.Grant, g.Scopes
 	if g.opts.SubjectToken == nil {
 		return fmt.Errorf("subject_token: no way to read it from a request (Options.SubjectToken is nil)")
 	}

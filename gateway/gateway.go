@@ -68,6 +68,8 @@ type Gateway struct {
 	// resolver finds endpoints; serve reads the resource's
 	// scopes_supported from it to bound step-up.
 	resolver *resolver
+	// scopes decides every scope the gateway asks for (scope.go).
+	scopes scopePolicy
 	// flow is the authorization-code machinery (nil for other grants).
 	flow *authFlow
 	// jwks is the published key set, served at jwksPath.
@@ -129,6 +131,7 @@ func (g *Gateway) build() error {
 	}
 	res := g.newResolver()
 	g.resolver = res
+	g.scopes = scopePolicy{configured: g.Scopes, max: g.MaxScope, resolver: res}
 	client := &oauthclient.Client{
 		Aliases:   g.ErrorAliases,
 		Timeout:   g.Timeout,
@@ -160,6 +163,7 @@ func (g *Gateway) build() error {
 		trust:  newIssuerTrust(x.Resource, x.TrustedIssuers, x.ClientSecret != "" || carriesSecret(g.Grant)),
 		logger: g.logger,
 		dpop:   g.DPoP,
+		scopes: g.scopes,
 	}
 	req.credentialID = spec.ID()
 	g.credentialID = req.credentialID

@@ -43,13 +43,15 @@ type requester struct {
 	credentialID string
 	// dpop: token requests carry a DPoP proof with the credential's key.
 	dpop bool
+	// scopes decides the scope of every token request.
+	scopes scopePolicy
 
 	// For grants token_exchange and id_jag: the grant, the scopes asked
 	// for, the subject token's type URN, and for id_jag the identity
 	// provider (its own client: no discovery, no address guard beyond
 	// what the configuration names).
 	grant            string
-	scopes           []string
+	exchangeScopes   []string
 	subjectTokenType string
 	idp              struct {
 		tokenEndpoint string
@@ -125,18 +127,11 @@ func (r *requester) RequestToken(ctx context.Context, tr tokenstore.TokenRequest
 	if err != nil {
 		return nil, err
 	}
-	scopes := tr.Scopes
-	if len(scopes) == 0 {
-		// MCP: the challenge's scope, else scopes_supported, else none.
-		if scopes = r.resolver.scopesFromChallenge(); len(scopes) == 0 {
-			scopes = ep.ScopesSupported
-		}
-	}
 	req := oauthclient.Request{
 		TokenEndpoint: ep.TokenEndpoint,
 		Grant:         tr.Grant,
 		RefreshToken:  tr.RefreshToken,
-		Scopes:        scopes,
+		Scopes:        r.scopes.tokenRequest(tr, ep),
 	}
 	if tr.Grant == tokenstore.GrantJWTBearer {
 		if req.Assertion, err = readAssertion(r.assertionFile, time.Now()); err != nil {

@@ -81,6 +81,10 @@ type resolver struct {
 	// legacyMCP enables the MCP 2025-03-26 fallback for servers without
 	// protected resource metadata (authorization-code credentials).
 	legacyMCP bool
+	// resourceScopesRead is the resource's scopes_supported read for the
+	// step-up bound when discovery did not run, until resourceScopesExpiry.
+	resourceScopesRead   []string
+	resourceScopesExpiry time.Time
 	// lastRediscovery limits how often an upstream's challenges can make
 	// the gateway fetch new metadata (and request a token).
 	lastRediscovery time.Time
@@ -266,15 +270,36 @@ func (r *resolver) noteChallenge(h http.Header) (changed bool) {
 // selection.
 const maxChallengeScope = 4 << 10
 
-// resourceScopes is the protected resource metadata's scopes_supported,
-// once discovered.
-func (r *resolver) resourceScopes() []string {
+// resourceScopes is the protected resource metadata's scopes_supported:
+// from discovery when it ran, else (token_endpoint or issuer configured)
+// read from the resource's metadata on first use and kept for
+// resolveTTL. A resource without metadata has none.
+func (r *resolver) resourceScopes(ctx context.Context) []string {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cached == nil {
-		return nil
+	if r.cached != nil && r.cached.ResourceScopes != nil {
+		defer r.mu.Unlock()
+		return r.cached.ResourceScopes
 	}
-	return r.cached.ResourceScopes
+	if time.Now().Before(r.resourceScopesExpiry) {
+		defer r.mu.Unlock()
+		return r.resourceScopesRead
+	}
+	urls := slices.Clone(r.challengeURLs)
+	r.mu.Unlock()
+	v, _, _ := r.flight.Do("resource-scopes", func() (any, error) {
+		var scopes []string
+		if prm, _, err := r.client.ProtectedResource(ctx, r.resource, urls); err == nil {
+			scopes = prm.ScopesSupported
+		} else {
+			r.logger.Debug("no protected resource metadata for the step-up bound", zap.String("resource", r.resource), zap.Error(err))
+		}
+		r.mu.Lock()
+		r.resourceScopesRead, r.resourceScopesExpiry = scopes, time.Now().Add(resolveTTL)
+		r.mu.Unlock()
+		return scopes, nil
+	})
+	scopes, _ := v.([]string)
+	return scopes
 }
 
 // scopesFromChallenge is the challenged scope, if any (MCP: used when no

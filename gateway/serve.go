@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -100,6 +99,9 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, next Next) error
 		ic := getInterceptor(w, maxInterceptedBody, g.holdFn)
 		err := next.ServeHTTP(ic, r)
 		if err != nil || !ic.Buffered() {
+			if err == nil && tok != nil {
+				tok.MarkAccepted() // refresh.go: a later rejection is a revocation
+			}
 			putInterceptor(ic)
 			if g.dpop != nil && err == nil {
 				g.dpop.learnNonce(0, w.Header()) // nonces may come on any answer
@@ -118,6 +120,9 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, next Next) error
 			continue
 		}
 		verdict := normalize.Upstream(ic.Status(), w.Header(), ic.Body(), g.UpstreamErrors)
+		if !verdict.InvalidToken && tok != nil {
+			tok.MarkAccepted()
+		}
 		switch {
 		case verdict.InvalidToken && !refreshed:
 			failed := ""
@@ -163,7 +168,7 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, next Next) error
 			if !replayable || len(want) == 0 || tok == nil {
 				return g.passThrough(w, ic)
 			}
-			outside := g.scopesOutsideBound(want)
+			outside := g.scopes.outsideBound(r.Context(), want)
 			if len(outside) > 0 && g.Grant == tokenstore.GrantClientCredentials {
 				putInterceptor(ic)
 				resetHeader(w.Header(), origHeader)
@@ -303,23 +308,6 @@ func (g *Gateway) respondNoPrincipal(w http.ResponseWriter) error {
 // errScopeNotAllowed: an upstream asked for a scope outside the step-up
 // bound.
 var errScopeNotAllowed = errors.New("scope outside the step-up bound")
-
-// scopesOutsideBound returns the scopes in want that step-up may not ask
-// for: those outside max_scope, or without it, outside the configured
-// scopes and the resource's scopes_supported.
-func (g *Gateway) scopesOutsideBound(want []string) []string {
-	bound := g.MaxScope
-	if len(bound) == 0 {
-		bound = tokenstore.UnionScopes(g.Scopes, g.resolver.resourceScopes())
-	}
-	var outside []string
-	for _, s := range want {
-		if !slices.Contains(bound, s) {
-			outside = append(outside, s)
-		}
-	}
-	return outside
-}
 
 // invalidateInBackground refreshes after a 401 that cannot be replayed,
 // so the client's retry finds a new token.

@@ -17,7 +17,7 @@ import (
 // completes on another, and every instance then serves the user.
 func TestDynamicRegistrationOncePerFleet(t *testing.T) {
 	r := redistest.Start(t)
-	e := newEnv(t, fakeoauth.AuthServerOptions{Registration: true, Rotate: true}, fakeoauth.UpstreamOptions{})
+	e := newEnv(t, fakeoauth.AuthServerOptions{Registration: true, Rotate: true, RequireApplicationType: true}, fakeoauth.UpstreamOptions{})
 	front := freePort(t) // the fleet's public address: node 0
 	site := basicAuthBlock(t) + fmt.Sprintf(`	oauth_gateway {
 		resource       %s
@@ -58,7 +58,11 @@ func TestDynamicRegistrationOncePerFleet(t *testing.T) {
 		t.FailNow()
 	}
 	if n := e.as.Registrations(); n != 1 {
-		t.Fatalf("registrations = %d, want 1 for the fleet", n)
+		t.Fatalf("registrations = %d, want 1 for the fleet (application_type sent: %q)", n, e.as.ApplicationTypes())
+	}
+	// SEP-837: the loopback redirect URI makes the gateway a native client.
+	if got := e.as.ApplicationTypes(); len(got) != 1 || got[0] != "native" {
+		t.Fatalf("application_type %q, want native for a loopback redirect URI", got)
 	}
 
 	// Started on node 2, completed on node 0 (the redirect_uri's).

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +36,34 @@ type ClientMetadata struct {
 	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method,omitempty"`
 	Scope                   string   `json:"scope,omitempty"`
 	JWKSURI                 string   `json:"jwks_uri,omitempty"`
+	// ApplicationType is OpenID Connect Dynamic Client Registration's
+	// application_type, which MCP 2026-07-28 (SEP-837) asks clients to
+	// state: "web" for a client whose redirect URIs are https, "native"
+	// for loopback ones (ApplicationTypeFor).
+	ApplicationType string `json:"application_type,omitempty"`
+}
+
+// ApplicationTypeFor is the application_type of a client with these
+// redirect URIs: "native" only when every one is a loopback http URI
+// (127.0.0.1, [::1] or localhost: a program on the user's machine), else
+// "web" (OpenID Connect Registration §2; SEP-837).
+func ApplicationTypeFor(redirectURIs []string) string {
+	if len(redirectURIs) == 0 {
+		return "web"
+	}
+	for _, raw := range redirectURIs {
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme != "http" {
+			return "web"
+		}
+		switch host := u.Hostname(); {
+		case host == "localhost":
+		case net.ParseIP(host) != nil && net.ParseIP(host).IsLoopback():
+		default:
+			return "web"
+		}
+	}
+	return "native"
 }
 
 // RegisteredClient is an RFC 7591 §3.2.1 client information response.

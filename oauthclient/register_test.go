@@ -157,3 +157,24 @@ func TestRegisteredClientExpired(t *testing.T) {
 		t.Error("nil client expired")
 	}
 }
+
+// SEP-837: application_type is "native" only for loopback redirect URIs.
+func TestApplicationTypeFor(t *testing.T) {
+	for _, c := range []struct {
+		uris []string
+		want string
+	}{
+		{[]string{"https://gw.example.com/mcp/.oauth/callback"}, "web"},
+		{[]string{"http://127.0.0.1:9400/cb"}, "native"},
+		{[]string{"http://[::1]:9400/cb"}, "native"},
+		{[]string{"http://localhost/cb"}, "native"},
+		{[]string{"http://127.0.0.1/cb", "https://gw.example.com/cb"}, "web"},
+		{[]string{"http://10.0.0.1/cb"}, "web"},
+		{[]string{"https://127.0.0.1/cb"}, "web"},
+		{nil, "web"},
+	} {
+		if got := ApplicationTypeFor(c.uris); got != c.want {
+			t.Errorf("%v: %q, want %q", c.uris, got, c.want)
+		}
+	}
+}

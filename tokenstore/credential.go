@@ -243,15 +243,17 @@ func (c *Credential) Cached() *Token { return c.current.Load() }
 // Invalidate is called when an upstream rejected failed (401). It refreshes
 // at most once for that token: if another request already replaced it, the
 // replacement is returned without a token request. A token that was itself
-// obtained after a rejection less than ReactiveRefreshInterval ago is not
-// refreshed again (ErrRejectedAgain): the upstream is rejecting fresh
-// tokens, and the token endpoint must not follow it one to one.
+// obtained after a rejection less than ReactiveRefreshInterval ago, and that
+// no upstream ever accepted, is not refreshed again (ErrRejectedAgain): the
+// upstream is rejecting fresh tokens, and the token endpoint must not
+// follow it one to one. A token that served requests and is then rejected
+// was revoked: it is refreshed at once, however recently it came.
 func (c *Credential) Invalidate(ctx context.Context, failed string) (*Token, error) {
 	// Only while the token is well within its life: one rejected near
 	// its expiry (short-lived tokens, a slow hop to the upstream) was
 	// rejected for expiring, and is refreshed like any other.
 	now := c.m.now().UnixNano()
-	if t := c.current.Load(); t != nil && failed != "" && t.AccessToken == failed && t.reactive &&
+	if t := c.current.Load(); t != nil && failed != "" && t.AccessToken == failed && t.reactive && !t.accepted.Load() &&
 		time.Duration(now-t.obtainedAt) < c.m.opts.ReactiveRefreshInterval && now < t.refreshAt {
 		c.m.hooks.rejectedAgain(c)
 		return nil, ErrRejectedAgain

@@ -58,7 +58,7 @@ func (c *Credential) doRefresh(reason, failed string, want []string) (*Token, er
 	}
 
 	scopes := UnionScopes(base.Scopes, want)
-	req := TokenRequest{Grant: c.spec.Grant, Scopes: scopes, PinnedIssuer: base.Issuer, Key: base.DPoPKey}
+	req := TokenRequest{Grant: c.spec.Grant, Scopes: scopes, StepUp: len(want) > 0, PinnedIssuer: base.Issuer, Key: base.DPoPKey}
 	if c.spec.rotates() {
 		req.Grant = GrantRefreshToken
 		req.RefreshToken = base.RefreshToken

@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -90,6 +91,10 @@ type TokenRequest struct {
 	// PinnedIssuer is the issuer the credential is bound to ("" before the
 	// first token). A Requester must not send the credential's secrets to
 	// a token endpoint of another issuer.
+	// StepUp is set when Scopes widen the credential's scope for an
+	// upstream's insufficient_scope (a refresh otherwise asks for no
+	// scope unless one is configured).
+	StepUp       bool
 	PinnedIssuer string
 	// Key is the credential's DPoP key (RFC 9449; opaque here), "" before
 	// its first DPoP token: a Requester that binds tokens makes one then
@@ -160,6 +165,18 @@ type Token struct {
 	// not refreshed again.
 	obtainedAt int64
 	reactive   bool
+	// accepted is set once an upstream answered a request carrying the
+	// token with anything but a rejection (MarkAccepted): a later
+	// rejection of such a token is a revocation, refreshed at once.
+	accepted atomic.Bool
+}
+
+// MarkAccepted records that an upstream accepted the token. It is called
+// on the hot path: one atomic load once the mark is set.
+func (t *Token) MarkAccepted() {
+	if !t.accepted.Load() {
+		t.accepted.Store(true)
+	}
 }
 
 // bearerPrefix is the Authorization scheme of unbound tokens.

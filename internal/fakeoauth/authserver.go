@@ -63,6 +63,9 @@ type AuthServerOptions struct {
 	// TokenExchangeAudiences are the aud values, besides the issuer, that
 	// a token-exchange subject JWT may carry (an ID token's client id).
 	TokenExchangeAudiences []string
+	// RequireApplicationType refuses a dynamic registration without
+	// application_type, as MCP 2026-07-28 servers may (SEP-837).
+	RequireApplicationType bool
 	// ScopesSupported is advertised in the metadata (default read write admin).
 	ScopesSupported []string
 	// RejectResource answers a token request carrying both an RFC 8707
@@ -157,7 +160,9 @@ type AuthServer struct {
 	codes         map[string]*authCode
 	authz         []AuthorizationLog
 	registrations int
-	cimdFetches   int
+	// applicationTypes records each registration's application_type.
+	applicationTypes []string
+	cimdFetches      int
 
 	assertions []AssertionRecord
 	jtis       map[string]bool // client_id NUL jti of accepted assertions

@@ -26,6 +26,15 @@ type registrationRequest struct {
 	ResponseTypes           []string `json:"response_types"`
 	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
 	Scope                   string   `json:"scope"`
+	ApplicationType         string   `json:"application_type"`
+}
+
+// ApplicationTypes are the application_type values of the registrations
+// received, in order ("" where a request left it out).
+func (a *AuthServer) ApplicationTypes() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.applicationTypes)
 }
 
 // serveRegister is RFC 7591 dynamic client registration: public clients
@@ -43,6 +52,17 @@ func (a *AuthServer) serveRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(m.RedirectURIs) == 0 {
 		registrationError(w, "invalid_redirect_uri", "redirect_uris is required")
+		return
+	}
+	a.mu.Lock()
+	a.applicationTypes = append(a.applicationTypes, m.ApplicationType)
+	a.mu.Unlock()
+	switch {
+	case m.ApplicationType == "" && a.opts.RequireApplicationType:
+		registrationError(w, "invalid_client_metadata", "application_type is required (MCP 2026-07-28, SEP-837)")
+		return
+	case m.ApplicationType != "" && m.ApplicationType != "web" && m.ApplicationType != "native":
+		registrationError(w, "invalid_client_metadata", "application_type must be web or native")
 		return
 	}
 	for _, u := range m.RedirectURIs {

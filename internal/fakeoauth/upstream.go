@@ -43,6 +43,9 @@ type UpstreamOptions struct {
 	// resource known by a public name while served on loopback.
 	ResourceID string
 
+	// ScopesSupported is the metadata's scopes_supported (default read
+	// write).
+	ScopesSupported []string
 	// AdvertisedIssuer makes the metadata name another authorization
 	// server (AdvertiseIssuer changes it later).
 	AdvertisedIssuer string

@@ -44,11 +44,15 @@ func (u *Upstream) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	if u.opts.MetadataResource != "" {
 		resource = u.opts.MetadataResource
 	}
+	scopes := u.opts.ScopesSupported
+	if scopes == nil {
+		scopes = []string{"read", "write"}
+	}
 	w.Header().Set("Cache-Control", "max-age=3600")
 	writeJSON(w, http.StatusOK, map[string]any{
 		"resource":                 resource,
 		"authorization_servers":    []string{issuer},
-		"scopes_supported":         []string{"read", "write"},
+		"scopes_supported":         scopes,
 		"bearer_methods_supported": []string{"header"},
 	})
 }
