@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/oauthgw/caddy-oauth-gateway/internal/fakeoauth"
+	"github.com/oauthgw/caddy-oauth-gateway/internal/testports"
 )
 
 // The chaos suite: three Caddy instances sharing Redis, a fake
@@ -66,12 +69,24 @@ type chaosProxy struct {
 }
 
 // newChaosProxy starts a proxy to upstream (host:port); the test's
-// cleanup stops it.
+// cleanup stops it. Its port comes from freePort, not port 0: Disable
+// lets the port go and Enable binds it again, and a kernel-chosen port
+// could be handed to someone else (any outgoing connection) in between.
 func newChaosProxy(t *testing.T, name, upstream string) *chaosProxy {
 	t.Helper()
-	p := toxiproxy.NewProxy(toxiServer, name+"-"+randomHex(4), "127.0.0.1:0", upstream)
-	if err := p.Start(); err != nil {
-		t.Fatalf("toxiproxy %s: %v", name, err)
+	var p *toxiproxy.Proxy
+	for attempt := 1; ; attempt++ {
+		port := freePort(t)
+		testports.Release(port)
+		p = toxiproxy.NewProxy(toxiServer, name+"-"+randomHex(4), fmt.Sprintf("127.0.0.1:%d", port), upstream)
+		err := p.Start()
+		if err == nil {
+			break
+		}
+		// Taken between the release and the bind: rare, try another.
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 3 {
+			t.Fatalf("toxiproxy %s: %v", name, err)
+		}
 	}
 	t.Cleanup(p.Stop)
 	// Start rewrote Listen to the bound address; Disable/Enable reuse it.

@@ -13,11 +13,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/oauthgw/caddy-oauth-gateway/internal/testports"
 )
 
 const (
@@ -102,7 +106,6 @@ func startCaddy(t *testing.T, config string, opts caddyOptions) *caddyProc {
 			t.Logf("caddy log tail (%s):\n%s", p.logPath, tail(p.Logs(), 40))
 		}
 	})
-	fixed := opts.Port != 0 || opts.AdminPort != 0
 	for attempt := 1; ; attempt++ {
 		p.port, p.admin = opts.Port, opts.AdminPort
 		if p.port == 0 {
@@ -112,17 +115,40 @@ func startCaddy(t *testing.T, config string, opts caddyOptions) *caddyProc {
 			p.admin = freePort(t)
 		}
 		p.writeConfig()
+		// freePort holds its ports against other processes' pickers;
+		// Caddy cannot bind them until they are let go.
+		testports.Release(p.port)
+		testports.Release(p.admin)
+		from := len(p.Logs())
 		err := p.launch(opts.Env)
 		if err == nil {
 			return p
 		}
-		// freePort cannot reserve a port: another process may take it
-		// before Caddy binds. Try other ports, but only ours to change.
-		if fixed || attempt == 3 || !strings.Contains(p.Logs(), "address already in use") {
+		// Someone may still bind a port between its release and Caddy's
+		// bind: start again on other ports, but only if the port Caddy
+		// could not bind is one chosen here (a fixed one would fail again).
+		busy := portInUse(p.Logs()[from:])
+		ours := busy != 0 && (busy == p.port && opts.Port == 0 || busy == p.admin && opts.AdminPort == 0)
+		if !ours || attempt == 3 {
 			t.Fatalf("starting caddy: %v\n%s", err, tail(p.Logs(), 40))
 		}
-		t.Logf("port taken, retrying caddy with other ports")
+		t.Logf("port %d was taken before caddy bound it; retrying caddy with other ports", busy)
 	}
+}
+
+// bindInUse matches the error Caddy logs (and exits with) when it cannot
+// bind a listener, e.g. "listen tcp 127.0.0.1:2019: bind: address already
+// in use" for the admin API or "listen tcp :8080: ..." for a site.
+var bindInUse = regexp.MustCompile(`listen tcp [^ ]*:(\d+): bind: address already in use`)
+
+// portInUse returns the port a Caddy log says was already in use, or 0.
+func portInUse(log string) int {
+	m := bindInUse.FindStringSubmatch(log)
+	if m == nil {
+		return 0
+	}
+	port, _ := strconv.Atoi(m[1])
+	return port
 }
 
 func (p *caddyProc) writeConfig() {
@@ -280,15 +306,18 @@ func (p *caddyProc) AdminURL(path string) string {
 	return fmt.Sprintf("http://127.0.0.1:%d%s", p.admin, path)
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
+// freePort returns a port that no other freePort (or redistest) call in
+// this process returns, free on 127.0.0.1 and on the wildcard address, and
+// held until testports.Release (startCaddy releases its ports just before
+// starting Caddy) or the end of the test. internal/testports says why.
+func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testports.Hold()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Cleanup(func() { testports.Release(port) })
+	return port
 }
 
 // assertNoSecrets fails for every log line holding a secret, raw or in

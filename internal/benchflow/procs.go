@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/oauthgw/caddy-oauth-gateway/internal/testports"
 )
 
 // CPUTime is a process's user+system CPU time from /proc (Linux); 0
@@ -46,12 +48,13 @@ func TrivialUpstream() string {
 	return ln.Addr().String()
 }
 
-// FreePort is a loopback port free at the time of the call.
+// FreePort is a loopback port free at the time of the call that no other
+// call in this process returns: the benchmarks pick several ports for one
+// Caddy at once (internal/testports says why port 0 is not enough).
 func FreePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testports.Pick()
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }

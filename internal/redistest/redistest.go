@@ -6,6 +6,7 @@ package redistest
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/oauthgw/caddy-oauth-gateway/internal/testports"
 )
 
 // Server is a running redis-server.
@@ -45,31 +48,69 @@ func binary(t testing.TB) string {
 // Start runs a standalone redis-server with extra arguments.
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
-	s := &Server{t: t, Port: FreePort(t), dir: t.TempDir()}
-	s.Addr = fmt.Sprintf("127.0.0.1:%d", s.Port)
-	s.args = append([]string{"--port", fmt.Sprint(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", s.dir, "--protected-mode", "no"}, extra...)
-	s.start()
-	t.Cleanup(s.Stop)
-	return s
+	dir := t.TempDir()
+	return startOnFreePort(t, func(port int) *Server {
+		return &Server{t: t, Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port), dir: dir,
+			args: append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+				"--dir", dir, "--protected-mode", "no"}, extra...)}
+	})
 }
+
+// startOnFreePort starts the server build makes for a FreePort. The port
+// can still be taken between its release and redis binding it (rarely: see
+// internal/testports); then the server starts again on another port.
+func startOnFreePort(t testing.TB, build func(port int) *Server) *Server {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		s := build(FreePort(t))
+		err := s.launch()
+		if err == nil {
+			t.Cleanup(s.Stop)
+			return s
+		}
+		s.Stop()
+		if !errors.Is(err, errAddrInUse) || attempt == 3 {
+			t.Fatalf("redis-server on %s: %v", s.Addr, err)
+		}
+		t.Logf("redis-server on %s: %v; retrying on another port", s.Addr, err)
+	}
+}
+
+// errAddrInUse: redis-server exited because a port it binds (its own or
+// a Cluster node's bus port) was taken.
+var errAddrInUse = errors.New("port already in use")
 
 func (s *Server) start() {
 	s.t.Helper()
+	if err := s.launch(); err != nil {
+		s.t.Fatalf("redis-server on %s: %v", s.Addr, err)
+	}
+}
+
+// launch runs redis-server and waits until it answers.
+func (s *Server) launch() error {
+	// FreePort holds the ports against other processes' pickers until now.
+	testports.Release(s.Port)
 	s.cmd = exec.Command(binary(s.t), s.args...)
-	logf, err := os.Create(filepath.Join(s.dir, fmt.Sprintf("redis-%d.log", time.Now().UnixNano())))
+	logPath := filepath.Join(s.dir, fmt.Sprintf("redis-%d.log", time.Now().UnixNano()))
+	logf, err := os.Create(logPath)
 	if err != nil {
-		s.t.Fatal(err)
+		return err
 	}
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
-		s.t.Fatal(err)
+		logf.Close()
+		return err
 	}
 	s.done = make(chan struct{})
 	go func() { _ = s.cmd.Wait(); logf.Close(); close(s.done) }()
-	if err := waitPing(s.Addr, 10*time.Second); err != nil {
-		s.t.Fatalf("redis-server on %s: %v", s.Addr, err)
+	err = waitPing(s.Addr, s.done, 10*time.Second)
+	if err != nil {
+		if b, _ := os.ReadFile(logPath); strings.Contains(string(b), "bind: Address already in use") {
+			return fmt.Errorf("%w: %v", errAddrInUse, err)
+		}
 	}
+	return err
 }
 
 // Stop kills the server (it keeps no data: a restart starts empty unless
@@ -143,9 +184,16 @@ func Do(addr string, args ...string) (string, error) {
 	return line, nil
 }
 
-func waitPing(addr string, d time.Duration) error {
+// waitPing waits for PONG from addr until d has passed or the server
+// exits (done closed).
+func waitPing(addr string, done <-chan struct{}, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for {
+		select {
+		case <-done:
+			return errors.New("redis-server exited during startup")
+		default:
+		}
 		reply, err := Do(addr, "PING")
 		if err == nil && reply == "+PONG" {
 			return nil
@@ -157,27 +205,19 @@ func waitPing(addr string, d time.Duration) error {
 	}
 }
 
-// FreePort returns a free loopback TCP port (a Cluster node also needs
-// port+10000 for its bus: callers of StartCluster get ports checked for that).
+// FreePort returns a free loopback TCP port that no other FreePort (or
+// integration freePort) call in this process returns, held until the
+// server on it is launched or the test ends (internal/testports says
+// why). A Cluster node also needs port+10000 for its bus: that port is
+// checked, held and reserved with it.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for i := 0; i < 50; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if port+10000 > 65535 {
-			continue
-		}
-		if bus, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+10000)); err == nil {
-			bus.Close()
-			return port
-		}
+	port, err := testports.Hold(10000)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port pair")
-	return 0
+	t.Cleanup(func() { testports.Release(port) })
+	return port
 }
 
 // StartCluster runs three masters with no replicas and waits until the
@@ -230,15 +270,14 @@ func StartSentinel(t testing.TB, name string) (master, sentinel *Server) {
 	master = Start(t)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "sentinel.conf")
-	port := FreePort(t)
-	body := fmt.Sprintf("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 2000\n",
-		port, dir, name, master.Port, name)
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sentinel = &Server{t: t, Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port), dir: dir, args: []string{conf, "--sentinel"}}
-	sentinel.start()
-	t.Cleanup(sentinel.Stop)
+	sentinel = startOnFreePort(t, func(port int) *Server {
+		body := fmt.Sprintf("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 2000\n",
+			port, dir, name, master.Port, name)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return &Server{t: t, Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port), dir: dir, args: []string{conf, "--sentinel"}}
+	})
 	// Wait until the sentinel knows the master.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
