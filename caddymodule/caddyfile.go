@@ -55,6 +55,7 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		dpop
 //		redirect_uri    <url>
 //		principal       <placeholder>
+//		credential_group <name>
 //		client_metadata_url <url>
 //		authorization_param <name> <value>
 //		authorization_state_ttl <duration>
@@ -99,7 +100,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 var handlerSubdirectives = []string{"resource", "token_endpoint", "issuer", "trusted_issuers", "discovery_allow_hosts",
 	"revocation_endpoint", "client_id", "client_secret", "client_auth", "grant", "refresh_token", "scope", "max_scope",
 	"resource_parameter", "max_replay_body", "timeout", "token_wait", "upstream_errors", "error_alias", "insecure_allow_http",
-	"redirect_uri", "principal", "client_metadata_url", "authorization_param", "authorization_state_ttl",
+	"redirect_uri", "principal", "credential_group", "client_metadata_url", "authorization_param", "authorization_state_ttl",
 	"client_key", "client_key_id", "jwks_uri", "assertion_file", "subject_token", "subject_token_type",
 	"idp_token_endpoint", "idp_client_id", "idp_client_secret", "dpop"}
 
@@ -111,7 +112,7 @@ var repeatableSubdirectives = map[string]struct{}{
 func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, name string) error {
 	switch name {
 	case "resource", "token_endpoint", "issuer", "revocation_endpoint", "client_id", "client_secret", "client_auth",
-		"grant", "refresh_token", "resource_parameter", "redirect_uri", "principal", "client_metadata_url",
+		"grant", "refresh_token", "resource_parameter", "redirect_uri", "principal", "credential_group", "client_metadata_url",
 		"client_key", "client_key_id", "jwks_uri", "assertion_file", "subject_token", "subject_token_type",
 		"idp_token_endpoint", "idp_client_id", "idp_client_secret":
 		val, err := singleArg(d)
@@ -239,6 +240,8 @@ func (h *Handler) setSingle(d *caddyfile.Dispenser, name, val string) error {
 		h.RedirectURI = val
 	case "principal":
 		h.Principal = val
+	case "credential_group":
+		h.CredentialGroup = val
 	case "client_metadata_url":
 		h.ClientMetadataURL = val
 	case "subject_token":

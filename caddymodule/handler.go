@@ -169,6 +169,14 @@ type Handler struct {
 	// which only an operator can authorize.
 	Principal string `json:"principal,omitempty"`
 
+	// CredentialGroup makes handlers share their users' credentials on
+	// purpose: per-user credentials of handlers with the same group are
+	// one. Without it a per-user credential belongs to its handler's
+	// identity front (the principal placeholder and the redirect_uri's
+	// site), so `principal` alice from basic_auth on one site and
+	// `X-User: alice` on another never share a credential.
+	CredentialGroup string `json:"credential_group,omitempty"`
+
 	// ClientMetadataURL enables Client ID Metadata Documents: when the
 	// authorization server supports them and no client_id is configured,
 	// this URL (whose path must reach this handler, which serves the

@@ -96,7 +96,7 @@ func (h *Handler) expand() (gateway.Config, error) {
 		Scopes: h.Scopes, MaxScope: h.MaxScope, OmitResourceParameter: h.OmitResourceParameter,
 		TokenWait: time.Duration(h.TokenWait), MaxReplayBody: h.MaxReplayBody, InsecureAllowHTTP: h.InsecureAllowHTTP,
 		Timeout: time.Duration(h.Timeout), UpstreamErrors: h.UpstreamErrors, ErrorAliases: h.ErrorAliases,
-		Principal: h.Principal, AuthorizationParams: h.AuthorizationParams,
+		Principal: h.Principal, CredentialGroup: h.CredentialGroup, AuthorizationParams: h.AuthorizationParams,
 		AuthorizationStateTTL: time.Duration(h.AuthorizationStateTTL),
 		SubjectToken:          h.SubjectToken, SubjectTokenType: h.SubjectTokenType, DPoP: h.DPoP,
 	}

@@ -40,6 +40,19 @@ func (f *authFlow) callback(w http.ResponseWriter, r *http.Request) error {
 		f.logger.Error("reading the authorization state", zap.Error(err))
 		return page(w, http.StatusServiceUnavailable, "Try again", "The gateway could not read the authorization state.")
 	}
+	if !f.owns(pending) {
+		// Another handler's flow (one redirect URI can reach several
+		// handlers, and a state names no handler by itself): give it back
+		// untouched, so its own callback still completes it, and bind
+		// nothing here.
+		if err := f.manager.SavePending(ctx, resp.State, pending); err != nil {
+			f.logger.Warn("could not give back another handler's authorization state", zap.Error(err))
+		}
+		f.logger.Warn("authorization callback for another handler's flow; refused",
+			zap.String("credential", pending.CredentialID), zap.String("redirect_uri", pending.RedirectURI))
+		return page(w, http.StatusBadRequest, "This authorization belongs to another application",
+			"It was started for another resource behind this gateway. Nothing was connected here.")
+	}
 	if !pending.Operator && f.perUser() && f.principalOf(r) != pending.Principal {
 		// Login CSRF or account mix-up: someone else's browser finishing
 		// this user's flow (or the reverse). Bind nothing.
@@ -48,16 +61,16 @@ func (f *authFlow) callback(w http.ResponseWriter, r *http.Request) error {
 		return page(w, http.StatusForbidden, "This authorization belongs to someone else",
 			"It was started by another user. Nothing was connected. Start again from your own session.")
 	}
-	if resp.Error != "" {
-		f.logger.Warn("authorization refused", zap.String("error", resp.Error), zap.String("credential", pending.CredentialID))
-		return page(w, http.StatusBadRequest, "The authorization was not granted",
-			fmt.Sprintf("The authorization server answered %q: %s", resp.Error, resp.ErrorDescription))
-	}
 	if err := oauthclient.CheckIssuer(resp, pending.Issuer, pending.IssRequired); err != nil {
 		f.logger.Warn("authorization response from an unexpected issuer; refused (RFC 9207)", zap.String("expected", pending.Issuer),
 			zap.String("got", resp.Issuer), zap.String("credential", pending.CredentialID))
 		return page(w, http.StatusBadRequest, "Authorization server mismatch",
 			"The response did not come from the authorization server the flow started with. Nothing was connected.")
+	}
+	if resp.Error != "" {
+		f.logger.Warn("authorization refused", zap.String("error", resp.Error), zap.String("credential", pending.CredentialID))
+		return page(w, http.StatusBadRequest, "The authorization was not granted",
+			fmt.Sprintf("The authorization server answered %q: %s", resp.Error, resp.ErrorDescription))
 	}
 	cred := f.credential(pending.Principal)
 	// A flow begun before the credential was bound must not complete
@@ -92,6 +105,21 @@ func (f *authFlow) callback(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	return page(w, http.StatusOK, "Connected", fmt.Sprintf("The gateway can now reach %s for you. You can close this page.", f.spec.Resource))
+}
+
+// owns reports whether a pending authorization was begun by this flow:
+// the same credential (handler identity, principal and front) and the same
+// redirect URI.
+func (f *authFlow) owns(p *tokenstore.PendingAuthorization) bool {
+	if p.RedirectURI != f.redirectURI {
+		return false
+	}
+	if !f.perUser() {
+		return f.g.cred != nil && p.CredentialID == f.g.cred.ID()
+	}
+	spec := f.spec
+	spec.Principal = p.Principal
+	return p.Principal != "" && p.CredentialID == spec.ID()
 }
 
 // disconnect (POST) revokes and forgets the caller's own credential.

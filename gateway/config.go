@@ -77,6 +77,12 @@ type Config struct {
 	// {http.auth.user.id}); Options.Principal evaluates it per request.
 	// Empty: one shared credential.
 	Principal string
+	// CredentialGroup lets handlers share their users' credentials on
+	// purpose: handlers naming the same group share them. Without one, a
+	// per-user credential belongs to its handler's identity front (the
+	// principal expression and the redirect_uri's origin), so alice of one
+	// front never uses alice's credential of another.
+	CredentialGroup string
 	// ClientMetadataURL is the Client ID Metadata Document's URL (served
 	// here) used as client_id when the server supports it.
 	ClientMetadataURL string

@@ -22,6 +22,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -175,6 +177,7 @@ func (g *Gateway) build() error {
 		return g.provisionExchange(req, client)
 	}
 	if g.Grant == tokenstore.GrantAuthorizationCode {
+		spec.Front = g.identityFront()
 		req.registration = &clientRegistration{configured: x.ClientID != "", cimdURL: x.ClientMetadataURL, jwks: x.JWKSURI != "",
 			redirectURI: x.RedirectURI, manager: g.manager, logger: g.logger}
 		flow, err := newAuthFlow(g, req, g.manager, spec, g.opts.Principal)
@@ -195,6 +198,24 @@ func (g *Gateway) build() error {
 	g.logger.Debug("credential bound", zap.String("credential", g.cred.ID()),
 		zap.String("resource", x.Resource), zap.String("grant", g.Grant))
 	return nil
+}
+
+// identityFront names where a per-user credential's principal comes
+// from: the credential group when configured, else the principal
+// expression at the redirect_uri's origin (the site). "" for a shared
+// credential, which has no principal.
+func (g *Gateway) identityFront() string {
+	if g.Principal == "" {
+		return ""
+	}
+	if g.CredentialGroup != "" {
+		return "group:" + g.CredentialGroup
+	}
+	origin := g.RedirectURI
+	if u, err := url.Parse(g.RedirectURI); err == nil {
+		origin = strings.ToLower(u.Scheme + "://" + u.Host)
+	}
+	return g.Principal + "@" + origin
 }
 
 // Close releases the gateway's use of its credentials; credentials no

@@ -173,6 +173,9 @@ func (c *Config) validateAuthorizationCode() error {
 		if len(c.AuthorizationParams) > 0 {
 			return fmt.Errorf("authorization_param: only with grant authorization_code")
 		}
+		if c.CredentialGroup != "" {
+			return fmt.Errorf("credential_group: only with grant authorization_code and principal")
+		}
 		if c.Principal != "" && !isExchange(c.Grant) {
 			return fmt.Errorf("principal: only with grant authorization_code, token_exchange or id_jag")
 		}
@@ -191,6 +194,9 @@ func (c *Config) validateAuthorizationCode() error {
 	}
 	if err := checkPlaceholder("principal", c.Principal); err != nil {
 		return err
+	}
+	if c.CredentialGroup != "" && c.Principal == "" {
+		return fmt.Errorf("credential_group: only with principal (a shared credential has no users to group)")
 	}
 	if c.AuthorizationStateTTL < 0 {
 		return fmt.Errorf("authorization_state_ttl: must be positive")

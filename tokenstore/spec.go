@@ -56,6 +56,11 @@ type Spec struct {
 	// shared credential). It is part of the identity: every user has a
 	// credential of their own.
 	Principal string
+	// Front names the identity front a per-user credential's principal
+	// comes from (the handler's principal expression and site, or a
+	// group handlers share on purpose): alice signed in by one front is
+	// not alice of another, so fronts never share a credential.
+	Front string
 }
 
 // ID is the credential's stable identifier: a hash of what identifies it
@@ -65,6 +70,9 @@ func (s *Spec) ID() string {
 	parts := []string{"v1", s.Resource, s.ClientID, s.Grant, s.Issuer, s.TokenEndpoint}
 	if s.Principal != "" {
 		parts = append(parts, "principal", s.Principal)
+	}
+	if s.Front != "" {
+		parts = append(parts, "front", s.Front)
 	}
 	for _, part := range parts {
 		h.Write([]byte(part))
