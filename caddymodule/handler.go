@@ -134,7 +134,8 @@ type Handler struct {
 	// reaches the client.
 	MaxReplayBody int64 `json:"max_replay_body,omitempty"`
 
-	// InsecureAllowHTTP permits http:// token endpoint and metadata URLs.
+	// InsecureAllowHTTP permits http:// token endpoint and metadata URLs,
+	// and http endpoints and authorization servers named by metadata.
 	// For development and tests only: it sends credentials in clear text.
 	InsecureAllowHTTP bool `json:"insecure_allow_http,omitempty"`
 

@@ -27,10 +27,42 @@ type ValidationError struct {
 	Field    string
 	Expected string
 	Got      string
+	// Reason, when set, says why Got is refused (instead of Expected).
+	Reason string
 }
 
 func (e *ValidationError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("discovery: %s names %s %q: %s; not trusted", e.URL, e.Field, e.Got, e.Reason)
+	}
 	return fmt.Sprintf("discovery: %s names %s %q, expected %q; not trusted", e.URL, e.Field, e.Got, e.Expected)
+}
+
+// httpRefused is the Reason for an http URL where https is required.
+const httpRefused = "http is allowed only with insecure_allow_http (development only)"
+
+// requireHTTPS is the one rule for the scheme of URLs taken from metadata
+// (TLS is required at these endpoints: RFC 6749 §3.1, §3.2; RFC 7591
+// §5; RFC 8414 §2 for the issuer): unless AllowHTTP, every
+// field the gateway contacts or sends a user to must be https, or the
+// document from docURL is refused as a whole (a *ValidationError).
+// fields alternate name, value; empty values are skipped. Fields the
+// gateway never uses (jwks_uri, introspection_endpoint) are not checked;
+// an http revocation_endpoint is left out by its user, not refused.
+func (c *Client) requireHTTPS(docURL string, fields ...string) error {
+	if c.AllowHTTP {
+		return nil
+	}
+	for i := 0; i+1 < len(fields); i += 2 {
+		name, val := fields[i], fields[i+1]
+		if val == "" {
+			continue
+		}
+		if u, err := url.Parse(val); err != nil || !strings.EqualFold(u.Scheme, "https") {
+			return &ValidationError{URL: docURL, Field: name, Got: val, Reason: httpRefused}
+		}
+	}
+	return nil
 }
 
 // Options configure a Client. Zero values take the defaults noted.
@@ -39,7 +71,8 @@ type Options struct {
 	Timeout time.Duration
 	// MaxBodyBytes bounds each document (default 1 MiB).
 	MaxBodyBytes int64
-	// AllowHTTP permits http:// metadata URLs (development and tests).
+	// AllowHTTP permits http:// metadata URLs, and documents naming http
+	// endpoints or authorization servers (development and tests).
 	AllowHTTP bool
 	// AllowPrivate permits every private, loopback and link-local
 	// destination (169.254.169.254 included). For tests only: a gateway
@@ -159,10 +192,14 @@ func (c *Client) Invalidate(u string) {
 // a miss, and whether it came from the cache. A fetched miss is cached
 // here; a fetched body is not: the caller stores it with the returned TTL
 // once it has validated it. Errors that are not misses are returned.
-// Concurrent gets of one URL share a fetch.
+// Concurrent gets of one URL share a fetch; each stops waiting for it
+// (with an error wrapping its context's) when its own context ends.
 func (c *Client) get(ctx context.Context, u string) (body []byte, ttl time.Duration, hit bool, err error) {
 	if err := c.checkURL(u); err != nil {
 		return nil, 0, false, err
+	}
+	if ctx.Err() != nil {
+		return nil, 0, false, fmt.Errorf("discovery: %s: %w", u, context.Cause(ctx))
 	}
 	now := c.Now()
 	c.mu.Lock()
@@ -175,8 +212,13 @@ func (c *Client) get(ctx context.Context, u string) (body []byte, ttl time.Durat
 	}
 	c.mu.Unlock()
 
-	v, err, _ := c.flight.Do(u, func() (any, error) {
-		body, ttl, err := c.fetch(ctx, u)
+	// The shared fetch runs detached from the caller that started it
+	// (bounded by Timeout in fetch): one caller's cancellation must not
+	// fail the others waiting for it. Each caller stops waiting when its
+	// own context ends.
+	detached := context.WithoutCancel(ctx)
+	ch := c.flight.DoChan(u, func() (any, error) {
+		body, ttl, err := c.fetch(detached, u)
 		if err != nil {
 			return nil, err
 		}
@@ -185,11 +227,16 @@ func (c *Client) get(ctx context.Context, u string) (body []byte, ttl time.Durat
 		}
 		return fetched{body, ttl}, nil
 	})
-	if err != nil {
-		return nil, 0, false, err
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, 0, false, res.Err
+		}
+		f := res.Val.(fetched)
+		return f.body, f.ttl, false, nil
+	case <-ctx.Done():
+		return nil, 0, false, fmt.Errorf("discovery: %s: %w", u, context.Cause(ctx))
 	}
-	f := v.(fetched)
-	return f.body, f.ttl, false, nil
 }
 
 // store caches body (nil: a miss) for u for ttl, within the cache's
@@ -243,7 +290,7 @@ func (c *Client) checkURL(u string) error {
 	case "https":
 	case "http":
 		if !c.AllowHTTP {
-			return fmt.Errorf("discovery: %s: http metadata URLs are not allowed (https only)", u)
+			return fmt.Errorf("discovery: %s: http metadata URLs are not allowed (https only; insecure_allow_http allows http for development)", u)
 		}
 	default:
 		return fmt.Errorf("discovery: %s: scheme %q not allowed", u, pu.Scheme)
@@ -251,11 +298,11 @@ func (c *Client) checkURL(u string) error {
 	return nil
 }
 
-// fetch performs one request. Misses (4xx, 5xx, non-JSON, HTML) return a
-// nil body and a short TTL; only transport problems and blocked
-// destinations are errors.
+// fetch performs one request, bounded by Timeout. Misses (4xx, 5xx,
+// non-JSON, HTML, unreachable) return a nil body and a short TTL; only
+// blocked destinations are errors.
 func (c *Client) fetch(ctx context.Context, u string) ([]byte, time.Duration, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -320,7 +367,8 @@ func isJSONType(ct string) bool {
 // resource. It tries the challenge's resource_metadata URLs first (each
 // candidate: a malformed header may name several), then the
 // path-inserted and root well-known URLs, and returns the first document
-// whose `resource` matches, with the URL it came from. Mismatched
+// whose `resource` matches (and, unless AllowHTTP, names only https
+// authorization servers), with the URL it came from. Mismatched
 // documents are skipped; if nothing matched but something mismatched, the
 // *ValidationError is returned.
 func (c *Client) ProtectedResource(ctx context.Context, resource string, challengeURLs []string) (*ProtectedResourceMetadata, string, error) {
@@ -341,12 +389,19 @@ func (c *Client) ProtectedResource(ctx context.Context, resource string, challen
 		if !ResourceMatches(resource, m.Resource, u == root) {
 			return nil, &ValidationError{URL: u, Field: "resource", Expected: resource, Got: m.Resource}
 		}
+		for _, as := range m.AuthorizationServers {
+			if err := c.requireHTTPS(u, "authorization_servers", as); err != nil {
+				return nil, err
+			}
+		}
 		return m, nil
 	})
 }
 
 // AuthServer finds and validates the metadata of issuer: RFC 8414 first,
-// then OpenID Connect discovery. The document's issuer must match.
+// then OpenID Connect discovery. The document's issuer must match, and
+// unless AllowHTTP its token, authorization and registration endpoints
+// must be https.
 func (c *Client) AuthServer(ctx context.Context, issuer string) (*AuthServerMetadata, error) {
 	urls, err := AuthorizationServerMetadataURLs(issuer)
 	if err != nil {
@@ -362,6 +417,10 @@ func (c *Client) AuthServer(ctx context.Context, issuer string) (*AuthServerMeta
 		}
 		if !IssuerMatches(issuer, m.Issuer) {
 			return nil, &ValidationError{URL: u, Field: "issuer", Expected: issuer, Got: m.Issuer}
+		}
+		if err := c.requireHTTPS(u, "token_endpoint", m.TokenEndpoint, "authorization_endpoint", m.AuthorizationEndpoint,
+			"registration_endpoint", m.RegistrationEndpoint); err != nil {
+			return nil, err
 		}
 		return m, nil
 	})
@@ -379,7 +438,8 @@ func firstValid[T any](ctx context.Context, c *Client, urls []string, what strin
 	for _, u := range urls {
 		body, ttl, hit, err := c.get(ctx, u)
 		if err != nil {
-			if errors.Is(err, ErrBlockedDestination) {
+			if errors.Is(err, ErrBlockedDestination) || ctx.Err() != nil {
+				// Blocked, or the caller stopped waiting.
 				return zero, "", err
 			}
 			continue

@@ -16,31 +16,66 @@ import (
 // gateway will not contact (RFC 9728 §7.7).
 var ErrBlockedDestination = errors.New("discovery: destination address is not allowed")
 
-// blockedPrefixes are ranges a discovery request must not reach unless
-// allowed: loopback, private (RFC 1918, unique local), link-local,
-// CGNAT, unspecified, multicast, and IPv4-mapped forms of them.
+// blockedPrefixes are the IPv4 ranges (and the IPv6 ranges within global
+// unicast) a discovery request must not reach unless allowed: every IANA
+// special-purpose range that is not globally reachable (RFC 6890 and the
+// IPv4 and IPv6 Special-Purpose Address Registries), plus multicast and
+// deprecated transition prefixes. Addresses that embed an IPv4 address
+// (IPv4-mapped, NAT64 64:ff9b::/96) are judged by that address; IPv6
+// outside global unicast (2000::/3) is refused as a whole (see
+// IsPrivateAddr).
 var blockedPrefixes = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("10.0.0.0/8"),
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("127.0.0.0/8"),
-	netip.MustParsePrefix("169.254.0.0/16"),
-	netip.MustParsePrefix("172.16.0.0/12"),
-	netip.MustParsePrefix("192.168.0.0/16"),
-	netip.MustParsePrefix("224.0.0.0/4"),
-	netip.MustParsePrefix("::/128"),
-	netip.MustParsePrefix("::1/128"),
-	netip.MustParsePrefix("fc00::/7"),
-	netip.MustParsePrefix("fe80::/10"),
-	netip.MustParsePrefix("ff00::/8"),
+	netip.MustParsePrefix("0.0.0.0/8"),       // "this network"
+	netip.MustParsePrefix("10.0.0.0/8"),      // private
+	netip.MustParsePrefix("100.64.0.0/10"),   // shared address space (CGNAT)
+	netip.MustParsePrefix("127.0.0.0/8"),     // loopback
+	netip.MustParsePrefix("169.254.0.0/16"),  // link-local (cloud metadata)
+	netip.MustParsePrefix("172.16.0.0/12"),   // private
+	netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments
+	netip.MustParsePrefix("192.0.2.0/24"),    // documentation (TEST-NET-1)
+	netip.MustParsePrefix("192.88.99.0/24"),  // 6to4 relay anycast (deprecated)
+	netip.MustParsePrefix("192.168.0.0/16"),  // private
+	netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking
+	netip.MustParsePrefix("198.51.100.0/24"), // documentation (TEST-NET-2)
+	netip.MustParsePrefix("203.0.113.0/24"),  // documentation (TEST-NET-3)
+	netip.MustParsePrefix("224.0.0.0/4"),     // multicast
+	netip.MustParsePrefix("240.0.0.0/4"),     // reserved, and 255.255.255.255
+	netip.MustParsePrefix("2001::/23"),       // IETF protocol assignments (Teredo 2001::/32 included)
+	netip.MustParsePrefix("2001:db8::/32"),   // documentation
+	netip.MustParsePrefix("2002::/16"),       // 6to4 (deprecated): relays reach any IPv4 address
+	netip.MustParsePrefix("3fff::/20"),       // documentation
 }
 
-// IsPrivateAddr reports whether ip is in a blocked range. An IPv6 zone
-// ("fe80::1%eth0") is ignored: the address is judged without it.
+var (
+	// globalUnicast6 is the only IPv6 space with globally reachable
+	// unicast addresses; outside it are ::/128, ::1, IPv4-compatible
+	// ::/96, 100::/64, 64:ff9b:1::/48, fc00::/7, fe80::/10, fec0::/10,
+	// ff00::/8 and reserved space, all refused.
+	globalUnicast6 = netip.MustParsePrefix("2000::/3")
+	// nat64 is the well-known NAT64 prefix (RFC 6052): the destination
+	// is the IPv4 address in the last 32 bits. The local-use prefix
+	// 64:ff9b:1::/48 (RFC 8215) is refused: its form is site-specific.
+	nat64 = netip.MustParsePrefix("64:ff9b::/96")
+)
+
+// IsPrivateAddr reports whether ip is in a blocked range: not globally
+// reachable, or an address the gateway has no business contacting. An
+// IPv6 zone ("fe80::1%eth0") is ignored: the address is judged without
+// it. An IPv4 address embedded in IPv6 (::ffff:a.b.c.d, 64:ff9b::a.b.c.d)
+// is judged as that IPv4 address.
 func IsPrivateAddr(ip netip.Addr) bool {
 	// netip.Prefix.Contains is false for any zoned address, so the zone
 	// must go before the checks.
 	ip = ip.WithZone("").Unmap()
+	if !ip.IsValid() {
+		return true
+	}
+	if nat64.Contains(ip) {
+		b := ip.As16()
+		ip = netip.AddrFrom4([4]byte(b[12:]))
+	} else if ip.Is6() && !globalUnicast6.Contains(ip) {
+		return true
+	}
 	for _, p := range blockedPrefixes {
 		if p.Contains(ip) {
 			return true

@@ -88,6 +88,8 @@ type resolver struct {
 	// lastRediscovery limits how often an upstream's challenges can make
 	// the gateway fetch new metadata (and request a token).
 	lastRediscovery time.Time
+	// timeout bounds one shared discovery (default discoverTimeout).
+	timeout time.Duration
 }
 
 // rediscoveryInterval is the least time between two re-discoveries an
@@ -131,12 +133,10 @@ func (r *resolver) pinnedEndpoints(ctx context.Context, pinned string) (*endpoin
 }
 
 // fromMetadata turns validated authorization server metadata into
-// endpoints: a token endpoint that is not https is refused, a revocation
-// endpoint that is not https is left out (unless insecure_allow_http).
+// endpoints. Without insecure_allow_http the discovery client has already
+// refused http token, authorization and registration endpoints; a
+// revocation endpoint that is not https is left out.
 func (r *resolver) fromMetadata(issuer string, as *discovery.AuthServerMetadata, discovered bool) (*endpoints, error) {
-	if !r.client.AllowHTTP && !strings.HasPrefix(as.TokenEndpoint, "https://") {
-		return nil, &untrustedError{kind: untrustedMetadata, msg: fmt.Sprintf("authorization server %s advertises a non-https token endpoint", issuer)}
-	}
 	revocation := as.RevocationEndpoint
 	if !r.client.AllowHTTP && !strings.HasPrefix(revocation, "https://") {
 		revocation = ""
@@ -167,6 +167,10 @@ func (r *resolver) advertisedRevocation(ctx context.Context) (string, error) {
 // (separately cached) metadata is consulted again.
 const resolveTTL = time.Hour
 
+// discoverTimeout bounds one discovery (several metadata fetches, each
+// bounded by the discovery client's timeout).
+const discoverTimeout = 30 * time.Second
+
 func (r *resolver) resolve(ctx context.Context) (*endpoints, error) {
 	if r.static != nil {
 		return r.static, nil
@@ -178,7 +182,18 @@ func (r *resolver) resolve(ctx context.Context) (*endpoints, error) {
 		return ep, nil
 	}
 	r.mu.Unlock()
-	v, err, _ := r.flight.Do("resolve", func() (any, error) {
+	// The shared discovery runs detached from the caller that started it,
+	// with its own bound: one caller's cancellation must not fail the
+	// others sharing it. Each caller stops waiting when its own context
+	// ends.
+	timeout := r.timeout
+	if timeout <= 0 {
+		timeout = discoverTimeout
+	}
+	detached := context.WithoutCancel(ctx)
+	ch := r.flight.DoChan("resolve", func() (any, error) {
+		ctx, cancel := context.WithTimeout(detached, timeout)
+		defer cancel()
 		ep, err := r.discover(ctx)
 		if err != nil {
 			return nil, err
@@ -188,10 +203,15 @@ func (r *resolver) resolve(ctx context.Context) (*endpoints, error) {
 		r.mu.Unlock()
 		return ep, nil
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*endpoints), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("discovering the authorization server: %w", context.Cause(ctx))
 	}
-	return v.(*endpoints), nil
 }
 
 func (r *resolver) discover(ctx context.Context) (*endpoints, error) {
