@@ -14,7 +14,8 @@ import (
 // DPoP (RFC 9449) in the handler: tokens the authorization server bound
 // to a credential's key are sent as `Authorization: DPoP <token>` with a
 // fresh proof on every upstream request (replays included); keys, proofs
-// and nonces are oauthclient's (go-jose).
+// and nonces are oauthclient's (proofs built at the cost of their
+// signature, ES256 unless the key is Ed25519).
 
 // DecodeDPoPKey is tokenstore's Options.DecodeKey: a stored key, parsed
 // once per token rather than per request.

@@ -68,7 +68,9 @@ func FuzzParseDPoPKey(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(good)
+	f.Add(must(must(NewDPoPKeyFor(DPoPEdDSA)).MarshalPrivate()))
 	f.Add([]byte(`{"kty":"EC","crv":"P-256","x":"AAAA","y":"AAAA"}`))
+	f.Add([]byte(`{"kty":"OKP","crv":"Ed25519","x":"AAAA","d":"AAAA"}`))
 	f.Add([]byte(`{"kty":"oct","k":"c2VjcmV0"}`))
 	f.Add([]byte(`not json`))
 	f.Fuzz(func(t *testing.T, data []byte) {

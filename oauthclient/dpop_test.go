@@ -31,12 +31,19 @@ type proofClaims struct {
 	Extra map[string]any
 }
 
-// verifyProof checks a proof the way a server would, with go-jose: one
-// signature, typ dpop+jwt, alg ES256, a public jwk that verifies it; it
-// returns the claims and the jwk's thumbprint.
+// verifyProof checks an ES256 proof the way a server would, with
+// go-jose: one signature, typ dpop+jwt, alg ES256, a public jwk that
+// verifies it; it returns the claims and the jwk's thumbprint.
 func verifyProof(t *testing.T, proof string) (proofClaims, string) {
 	t.Helper()
-	jws, err := jose.ParseSigned(proof, []jose.SignatureAlgorithm{jose.ES256})
+	return verifyProofAlg(t, proof, DPoPES256)
+}
+
+// verifyProofAlg is verifyProof for a proof signed with alg, the only
+// algorithm go-jose is allowed to accept.
+func verifyProofAlg(t *testing.T, proof, alg string) (proofClaims, string) {
+	t.Helper()
+	jws, err := jose.ParseSigned(proof, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(alg)})
 	if err != nil {
 		t.Fatalf("parse proof: %v", err)
 	}
@@ -44,7 +51,7 @@ func verifyProof(t *testing.T, proof string) (proofClaims, string) {
 		t.Fatalf("%d signatures", len(jws.Signatures))
 	}
 	h := jws.Signatures[0].Protected
-	if h.ExtraHeaders["typ"] != "dpop+jwt" || h.Algorithm != "ES256" || h.KeyID != "" {
+	if h.ExtraHeaders["typ"] != "dpop+jwt" || h.Algorithm != alg || h.KeyID != "" {
 		t.Fatalf("header %+v", h)
 	}
 	if h.JSONWebKey == nil || !h.JSONWebKey.IsPublic() || !h.JSONWebKey.Valid() {
@@ -78,9 +85,22 @@ func athOf(tok string) string {
 }
 
 func TestDPoPProofClaims(t *testing.T) {
-	k, err := NewDPoPKey()
+	for _, alg := range []string{DPoPES256, DPoPEdDSA} {
+		t.Run(alg, func(t *testing.T) { testDPoPProofClaims(t, alg) })
+	}
+}
+
+func testDPoPProofClaims(t *testing.T, alg string) {
+	k, err := NewDPoPKeyFor(alg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if k.Algorithm() != alg {
+		t.Fatalf("algorithm %q", k.Algorithm())
+	}
+	verifyProof := func(t *testing.T, p string) (proofClaims, string) {
+		t.Helper()
+		return verifyProofAlg(t, p, alg)
 	}
 	before := time.Now().Unix()
 	p, err := k.Proof("GET", "https://rs.example/api/x?secret=1#frag", "at_123", "n-1")
@@ -149,51 +169,141 @@ func TestDPoPProofConcurrentUniqueJTI(t *testing.T) {
 	}
 }
 
-func TestDPoPThumbprintMatchesGoJose(t *testing.T) {
-	k, _ := NewDPoPKey()
-	sum, err := (&jose.JSONWebKey{Key: &k.priv.PublicKey}).Thumbprint(crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
+// publicOf is the key's public half, as go-jose takes it.
+func publicOf(k *DPoPKey) any {
+	if k.ed != nil {
+		return k.ed.Public()
 	}
-	if want := base64.RawURLEncoding.EncodeToString(sum); k.Thumbprint() != want || strings.Contains(want, "=") {
-		t.Fatalf("thumbprint %s want %s", k.Thumbprint(), want)
+	return &k.ec.PublicKey
+}
+
+func TestDPoPThumbprintMatchesGoJose(t *testing.T) {
+	for _, alg := range []string{DPoPES256, DPoPEdDSA} {
+		k, err := NewDPoPKeyFor(alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := (&jose.JSONWebKey{Key: publicOf(k)}).Thumbprint(crypto.SHA256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := base64.RawURLEncoding.EncodeToString(sum); k.Thumbprint() != want || strings.Contains(want, "=") {
+			t.Fatalf("%s: thumbprint %s want %s", alg, k.Thumbprint(), want)
+		}
+	}
+}
+
+// TestDPoPHeaderMatchesGoJose: the hand-built protected header decodes to
+// the members go-jose would write for the key, and its jwk to the key.
+func TestDPoPHeaderMatchesGoJose(t *testing.T) {
+	for _, alg := range []string{DPoPES256, DPoPEdDSA} {
+		k, _ := NewDPoPKeyFor(alg)
+		if !strings.HasSuffix(k.header, ".") {
+			t.Fatalf("%s: header %q", alg, k.header)
+		}
+		raw, err := base64.RawURLEncoding.Strict().DecodeString(strings.TrimSuffix(k.header, "."))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]any
+		if err := json.Unmarshal(raw, &got); err != nil {
+			t.Fatal(err)
+		}
+		jwk, _ := jose.JSONWebKey{Key: publicOf(k)}.MarshalJSON()
+		var wantJWK any
+		_ = json.Unmarshal(jwk, &wantJWK)
+		want := map[string]any{"typ": "dpop+jwt", "alg": alg, "jwk": wantJWK}
+		if g, _ := json.Marshal(got); string(g) != string(must(json.Marshal(want))) {
+			t.Fatalf("%s: header %s, want %s", alg, g, must(json.Marshal(want)))
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestChooseDPoPAlgorithm(t *testing.T) {
+	for _, tc := range []struct {
+		supported []string
+		allow     bool
+		want      string
+	}{
+		{nil, false, "ES256"},
+		{nil, true, "ES256"},
+		{[]string{"ES256", "EdDSA"}, false, "ES256"},
+		{[]string{"ES256", "EdDSA"}, true, "EdDSA"},
+		{[]string{"EdDSA"}, true, "EdDSA"},
+		{[]string{"EdDSA"}, false, "ES256"},
+		{[]string{"eddsa", "Ed25519"}, true, "ES256"},
+		{[]string{"RS256", "PS256"}, true, "ES256"},
+	} {
+		if got := ChooseDPoPAlgorithm(tc.supported, tc.allow); got != tc.want {
+			t.Errorf("ChooseDPoPAlgorithm(%q, %v) = %s, want %s", tc.supported, tc.allow, got, tc.want)
+		}
+	}
+	if _, err := NewDPoPKeyFor("RS256"); err == nil {
+		t.Fatal("RS256 key made")
+	}
+	if k, err := NewDPoPKeyFor(""); err != nil || k.Algorithm() != DPoPES256 {
+		t.Fatalf("default key %v %v", k, err)
 	}
 }
 
 func TestDPoPKeyRoundTrip(t *testing.T) {
-	k, _ := NewDPoPKey()
-	data, err := k.MarshalPrivate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]string
-	if err := json.Unmarshal(data, &m); err != nil || m["kty"] != "EC" || m["crv"] != "P-256" || m["d"] == "" || m["alg"] != "ES256" {
-		t.Fatalf("private JWK %v", err)
-	}
-	k2, err := ParseDPoPKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if k2.Thumbprint() != k.Thumbprint() {
-		t.Fatal("thumbprint changed across the round trip")
-	}
-	p, _ := k2.Proof("POST", "https://as.example/token", "", "")
-	if _, jkt := verifyProof(t, p); jkt != k.Thumbprint() {
-		t.Fatal("restored key signs with another key")
+	for _, tc := range []struct{ alg, kty, crv string }{{DPoPES256, "EC", "P-256"}, {DPoPEdDSA, "OKP", "Ed25519"}} {
+		k, _ := NewDPoPKeyFor(tc.alg)
+		data, err := k.MarshalPrivate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]string
+		if err := json.Unmarshal(data, &m); err != nil || m["kty"] != tc.kty || m["crv"] != tc.crv || m["d"] == "" || m["alg"] != tc.alg || m["use"] != "sig" {
+			t.Fatalf("%s: private JWK %v", tc.alg, err)
+		}
+		k2, err := ParseDPoPKey(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k2.Thumbprint() != k.Thumbprint() || k2.Algorithm() != tc.alg {
+			t.Fatalf("%s: thumbprint or algorithm changed across the round trip", tc.alg)
+		}
+		p, _ := k2.Proof("POST", "https://as.example/token", "", "")
+		if _, jkt := verifyProofAlg(t, p, tc.alg); jkt != k.Thumbprint() {
+			t.Fatalf("%s: restored key signs with another key", tc.alg)
+		}
+		// Without alg and use, as a key written by hand may be.
+		delete(m, "alg")
+		delete(m, "use")
+		if k3, err := ParseDPoPKey(must(json.Marshal(m))); err != nil || k3.Algorithm() != tc.alg || k3.Thumbprint() != k.Thumbprint() {
+			t.Fatalf("%s: without alg: %v", tc.alg, err)
+		}
 	}
 }
 
 func TestParseDPoPKeyRefusals(t *testing.T) {
 	k, _ := NewDPoPKey()
 	priv, _ := k.MarshalPrivate()
-	pub, _ := jose.JSONWebKey{Key: &k.priv.PublicKey}.MarshalJSON()
+	pub, _ := jose.JSONWebKey{Key: &k.ec.PublicKey}.MarshalJSON()
 	oct, _ := jose.JSONWebKey{Key: []byte("0123456789abcdef0123456789abcdef")}.MarshalJSON()
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	p384JWK, _ := jose.JSONWebKey{Key: p384}.MarshalJSON()
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	rsaJWK, _ := jose.JSONWebKey{Key: rsaKey}.MarshalJSON()
-	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
-	edJWK, _ := jose.JSONWebKey{Key: edKey}.MarshalJSON()
+	edPub, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	edPubJWK, _ := jose.JSONWebKey{Key: edPub}.MarshalJSON()
+	edJWK, _ := jose.JSONWebKey{Key: edKey, Algorithm: "ES256"}.MarshalJSON()
+	ecAsEdDSA, _ := jose.JSONWebKey{Key: k.ec, Algorithm: "EdDSA"}.MarshalJSON()
+	// d of another Ed25519 key with this key's x.
+	_, edOther, _ := ed25519.GenerateKey(rand.Reader)
+	var edm, edom map[string]any
+	_ = json.Unmarshal(must(jose.JSONWebKey{Key: edKey}.MarshalJSON()), &edm)
+	_ = json.Unmarshal(must(jose.JSONWebKey{Key: edOther}.MarshalJSON()), &edom)
+	edm["d"] = edom["d"]
+	edMismatched, _ := json.Marshal(edm)
 	withField := func(k, v string) []byte {
 		var m map[string]any
 		_ = json.Unmarshal(priv, &m)
@@ -217,7 +327,10 @@ func TestParseDPoPKeyRefusals(t *testing.T) {
 		{"symmetric", oct, "symmetric"},
 		{"P-384", p384JWK, "P-384"},
 		{"RSA", rsaJWK, "unsupported key type"},
-		{"Ed25519", edJWK, "unsupported key type"},
+		{"Ed25519 public", edPubJWK, "public key only"},
+		{"Ed25519 as ES256", edJWK, `alg is "ES256", not EdDSA`},
+		{"P-256 as EdDSA", ecAsEdDSA, `alg is "EdDSA", not ES256`},
+		{"Ed25519 mismatch", edMismatched, "x does not match d"},
 		{"alg", withField("alg", "RS256"), `alg is "RS256"`},
 		{"use", withField("use", "enc"), `use is "enc"`},
 		{"mismatch", mismatched, "do not match"},
@@ -229,7 +342,7 @@ func TestParseDPoPKeyRefusals(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 			continue
 		}
-		if strings.Contains(err.Error(), "secretvalue") || (om["d"] != nil && strings.Contains(err.Error(), om["d"].(string))) {
+		if strings.Contains(err.Error(), "secretvalue") || strings.Contains(err.Error(), om["d"].(string)) || strings.Contains(err.Error(), edom["d"].(string)) {
 			t.Errorf("%s: key material in %v", tc.name, err)
 		}
 	}
@@ -315,27 +428,67 @@ func TestUseDPoPNonce(t *testing.T) {
 	}
 }
 
-func BenchmarkDPoPProof(b *testing.B) {
-	k, err := NewDPoPKey()
+// benchProof is one proof per iteration with the arguments of an
+// upstream request: a query htu drops, an access token, a nonce.
+func benchProof(b *testing.B, proof func(method, target, accessToken, nonce string) (string, error)) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := proof("POST", "https://rs.example/mcp?x=1", "at_0123456789abcdef", "nonce-1"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDPoPProofES256(b *testing.B) {
+	k, err := NewDPoPKeyFor(DPoPES256)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Run("serial", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := k.Proof("POST", "https://rs.example/mcp?x=1", "at_0123456789abcdef", "nonce-1"); err != nil {
-				b.Fatal(err)
-			}
+	benchProof(b, k.Proof)
+}
+
+func BenchmarkDPoPProofEdDSA(b *testing.B) {
+	k, err := NewDPoPKeyFor(DPoPEdDSA)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchProof(b, k.Proof)
+}
+
+// BenchmarkDPoPProofGoJoseES256 is the builder this package used before,
+// go-jose's signer with json.Marshal'ed claims, for comparison.
+func BenchmarkDPoPProofGoJoseES256(b *testing.B) {
+	k, err := NewDPoPKeyFor(DPoPES256)
+	if err != nil {
+		b.Fatal(err)
+	}
+	old, err := newGoJoseProofer(k.ec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchProof(b, old.proof)
+}
+
+// BenchmarkDPoPSignatureES256 and BenchmarkDPoPSignatureEdDSA are the
+// signatures alone, by the standard library, over a signing input the
+// size of a proof's: the floor a proof's cost is measured against.
+func BenchmarkDPoPSignatureES256(b *testing.B) {
+	k, _ := NewDPoPKeyFor(DPoPES256)
+	input := []byte(strings.Repeat("x", 480))
+	b.ReportAllocs()
+	for b.Loop() {
+		sum := sha256.Sum256(input)
+		if _, err := ecdsa.SignASN1(rand.Reader, k.ec, sum[:]); err != nil {
+			b.Fatal(err)
 		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if _, err := k.Proof("POST", "https://rs.example/mcp?x=1", "at_0123456789abcdef", "nonce-1"); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	})
+	}
+}
+
+func BenchmarkDPoPSignatureEdDSA(b *testing.B) {
+	k, _ := NewDPoPKeyFor(DPoPEdDSA)
+	input := []byte(strings.Repeat("x", 400))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = ed25519.Sign(k.ed, input)
+	}
 }

@@ -178,8 +178,15 @@ func TestTokenWithoutDPoPSendsNoProof(t *testing.T) {
 }
 
 // TestDPoPAgainstFakeServers runs the client's proofs past the fake
-// servers' own verification (a separate go-jose code path).
+// servers' own verification (a separate go-jose code path), with either
+// algorithm.
 func TestDPoPAgainstFakeServers(t *testing.T) {
+	for _, alg := range []string{DPoPES256, DPoPEdDSA} {
+		t.Run(alg, func(t *testing.T) { testDPoPAgainstFakeServers(t, alg) })
+	}
+}
+
+func testDPoPAgainstFakeServers(t *testing.T, alg string) {
 	as, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{DPoPNonce: true})
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +198,10 @@ func TestDPoPAgainstFakeServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer up.Close()
-	k, _ := NewDPoPKey()
+	k, err := NewDPoPKeyFor(alg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := &Client{DPoPNonces: &DPoPNonces{}}
 	token := func() string {
 		t.Helper()
