@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"crypto"
@@ -14,7 +14,7 @@ import (
 
 // TestDPoPKeyStoragePath: a key of either algorithm, encoded as a
 // credential record stores it, comes back through dpopKeyFor and
-// decodeDPoPKey as the same key, and signs upstream proofs go-jose
+// DecodeDPoPKey as the same key, and signs upstream proofs go-jose
 // verifies with it.
 func TestDPoPKeyStoragePath(t *testing.T) {
 	for _, alg := range []string{oauthclient.DPoPES256, oauthclient.DPoPEdDSA} {
@@ -31,13 +31,13 @@ func TestDPoPKeyStoragePath(t *testing.T) {
 		if err != nil || stored != rec.DPoPKey || k2.Thumbprint() != k.Thumbprint() || k2.Algorithm() != alg {
 			t.Fatalf("%s: dpopKeyFor: %v", alg, err)
 		}
-		decoded, err := decodeDPoPKey([]byte(rec.DPoPKey))
+		decoded, err := DecodeDPoPKey([]byte(rec.DPoPKey))
 		if err != nil {
 			t.Fatal(err)
 		}
 		k3 := decoded.(*oauthclient.DPoPKey)
 		if k3.Thumbprint() != k.Thumbprint() || k3.Algorithm() != alg {
-			t.Fatalf("%s: decodeDPoPKey changed the key", alg)
+			t.Fatalf("%s: DecodeDPoPKey changed the key", alg)
 		}
 
 		u := newUpstreamDPoP("https://rs.example/mcp")
