@@ -271,6 +271,16 @@ func (a *AuthServer) refuse(w http.ResponseWriter, r *http.Request, req *authzRe
 	a.redirectBack(w, r, req.redirectURI, back)
 }
 
+// SetResponseIss sets what authorization responses carry as iss (RFC
+// 9207): send false leaves it out; iss "" sends the issuer, anything else
+// is sent as given. advertised says whether the metadata lists
+// authorization_response_iss_parameter_supported.
+func (a *AuthServer) SetResponseIss(send bool, iss string, advertised bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.sendIss, a.responseIss, a.issAdvertised = send, iss, advertised
+}
+
 // redirectBack sends the authorization response to the client's redirect
 // URI, keeping its query, with iss (RFC 9207) unless told otherwise.
 func (a *AuthServer) redirectBack(w http.ResponseWriter, r *http.Request, redirectURI string, params url.Values) {
@@ -283,10 +293,13 @@ func (a *AuthServer) redirectBack(w http.ResponseWriter, r *http.Request, redire
 	for k, v := range params {
 		q[k] = v
 	}
+	a.mu.Lock()
+	iss, send := a.responseIss, a.sendIss
+	a.mu.Unlock()
 	switch {
-	case a.opts.OmitIss:
-	case a.opts.WrongIss != "":
-		q.Set("iss", a.opts.WrongIss)
+	case !send:
+	case iss != "":
+		q.Set("iss", iss)
 	default:
 		q.Set("iss", a.Issuer())
 	}

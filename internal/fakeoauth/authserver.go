@@ -160,6 +160,11 @@ type AuthServer struct {
 	codes         map[string]*authCode
 	authz         []AuthorizationLog
 	registrations int
+	// sendIss, responseIss and issAdvertised: RFC 9207 behaviour
+	// (SetResponseIss; from WrongIss and OmitIss at start).
+	sendIss       bool
+	responseIss   string
+	issAdvertised bool
 	// applicationTypes records each registration's application_type.
 	applicationTypes []string
 	cimdFetches      int
@@ -218,6 +223,8 @@ func NewAuthServer(opts AuthServerOptions) *AuthServer {
 		counts:   map[string]int{},
 		metadata: map[string]int{},
 		codes:    map[string]*authCode{},
+
+		sendIss: !opts.OmitIss, responseIss: opts.WrongIss, issAdvertised: true,
 	}
 }
 

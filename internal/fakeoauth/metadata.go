@@ -41,6 +41,11 @@ func (a *AuthServer) serveMetadata(w http.ResponseWriter, r *http.Request, disab
 		doc["token_endpoint_auth_signing_alg_values_supported"] = signingAlgs
 		doc["revocation_endpoint_auth_signing_alg_values_supported"] = signingAlgs
 	}
+	a.mu.Lock()
+	if !a.issAdvertised {
+		delete(doc, "authorization_response_iss_parameter_supported")
+	}
+	a.mu.Unlock()
 	if a.opts.NoS256 {
 		delete(doc, "code_challenge_methods_supported")
 	}
