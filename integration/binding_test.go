@@ -78,9 +78,12 @@ func TestIssuerBindingHoldsAcrossTheFleet(t *testing.T) {
 	e := newEnv(t, fakeoauth.AuthServerOptions{Rotate: true}, fakeoauth.UpstreamOptions{})
 	b := e.secondServer(t)
 	global := fmt.Sprintf("\toauth_gateway {\n\t\tstorage redis %s {\n\t\t\tkey_prefix bind%s\n\t\t}\n\t\tencryption_key {env.TEST_KEY}\n\t}", r.URL(), randomHex(4))
-	site := e.perUserSite(t, e.confidentialClient()...)
+	// A fleet serves one public address: every instance's redirect_uri is
+	// the first's.
+	front := freePort(t)
+	site := strings.ReplaceAll(e.perUserSite(t, e.confidentialClient()...), "127.0.0.1:{PORT}", fmt.Sprintf("127.0.0.1:%d", front))
 	envs := append(e.secretEnv(), "TEST_KEY=AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=")
-	first := startCaddy(t, site, caddyOptions{Global: global, Env: envs})
+	first := startCaddy(t, site, caddyOptions{Global: global, Env: envs, Port: front})
 	second := startCaddy(t, site, caddyOptions{Global: global, Env: envs})
 	if resp, body := connect(t, first.URL("/mcp/.oauth/start"), "alice"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("consent at A on the first instance: %d %s", resp.StatusCode, body)
