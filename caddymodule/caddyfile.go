@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,6 +60,7 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		client_metadata_url <url>
 //		authorization_param <name> <value>
 //		authorization_state_ttl <duration>
+//		max_pending_authorizations <n>
 //		refresh_token   <token>
 //		scope           <scope> [<scope>...]
 //		max_scope       <scope> [<scope>...]
@@ -101,7 +103,7 @@ var handlerSubdirectives = []string{"resource", "token_endpoint", "issuer", "tru
 	"revocation_endpoint", "client_id", "client_secret", "client_auth", "grant", "refresh_token", "scope", "max_scope",
 	"resource_parameter", "max_replay_body", "timeout", "token_wait", "upstream_errors", "error_alias", "insecure_allow_http",
 	"redirect_uri", "principal", "credential_group", "client_metadata_url", "authorization_param", "authorization_state_ttl",
-	"client_key", "client_key_id", "jwks_uri", "assertion_file", "subject_token", "subject_token_type",
+	"max_pending_authorizations", "client_key", "client_key_id", "jwks_uri", "assertion_file", "subject_token", "subject_token_type",
 	"idp_token_endpoint", "idp_client_id", "idp_client_secret", "dpop"}
 
 var repeatableSubdirectives = map[string]struct{}{
@@ -182,6 +184,16 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, name string) err
 		default:
 			h.AuthorizationStateTTL = caddy.Duration(dur)
 		}
+	case "max_pending_authorizations":
+		val, err := singleArg(d)
+		if err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(val)
+		if err != nil || n <= 0 {
+			return d.Errf("max_pending_authorizations: want a positive number, got %q", val)
+		}
+		h.MaxPendingAuthorizations = n
 	case "error_alias":
 		return parseErrorAlias(d, &h.ErrorAliases)
 	case "insecure_allow_http":

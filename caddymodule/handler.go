@@ -192,6 +192,13 @@ type Handler struct {
 	// before its state expires (default 10m).
 	AuthorizationStateTTL caddy.Duration `json:"authorization_state_ttl,omitempty"`
 
+	// MaxPendingAuthorizations bounds the authorizations this handler has
+	// started and not yet completed, across a fleet (default 1000). A
+	// start beyond it is answered 503 with Retry-After. Each user may have
+	// 5 outstanding; a sixth start replaces their oldest. Started flows
+	// expire after authorization_state_ttl (default 10m, at most 1h).
+	MaxPendingAuthorizations int `json:"max_pending_authorizations,omitempty"`
+
 	// SubjectToken is a placeholder for the token each request carries
 	// for its user, exchanged by grant token_exchange or id_jag, such as
 	// {http.request.header.X-Id-Token} (a leading "Bearer " is removed).

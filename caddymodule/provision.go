@@ -97,7 +97,7 @@ func (h *Handler) expand() (gateway.Config, error) {
 		TokenWait: time.Duration(h.TokenWait), MaxReplayBody: h.MaxReplayBody, InsecureAllowHTTP: h.InsecureAllowHTTP,
 		Timeout: time.Duration(h.Timeout), UpstreamErrors: h.UpstreamErrors, ErrorAliases: h.ErrorAliases,
 		Principal: h.Principal, CredentialGroup: h.CredentialGroup, AuthorizationParams: h.AuthorizationParams,
-		AuthorizationStateTTL: time.Duration(h.AuthorizationStateTTL),
+		AuthorizationStateTTL: time.Duration(h.AuthorizationStateTTL), MaxPendingAuthorizations: h.MaxPendingAuthorizations,
 		SubjectToken:          h.SubjectToken, SubjectTokenType: h.SubjectTokenType, DPoP: h.DPoP,
 	}
 	var err error

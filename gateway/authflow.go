@@ -178,6 +178,13 @@ func (f *authFlow) start(w http.ResponseWriter, r *http.Request) error {
 			"The application asked for a scope this gateway may not request; an operator can allow it with max_scope.")
 	}
 	authURL, err := f.begin(r.Context(), principal, false, safeReturnTo(r.URL.Query().Get("return_to")), extra...)
+	var fe *flowError
+	if errors.As(err, &fe) && fe.busy {
+		f.logger.Warn("authorization refused: the handler's bound on outstanding authorizations is reached",
+			zap.String("resource", f.spec.Resource), zap.String("fix", "raise max_pending_authorizations if this is legitimate load"))
+		w.Header().Set("Retry-After", "60")
+		return page(w, http.StatusServiceUnavailable, "Try again in a few minutes", fe.public)
+	}
 	if err != nil {
 		f.logger.Error("could not start the authorization", zap.String("resource", f.spec.Resource), zap.Error(err))
 		return page(w, http.StatusBadGateway, "Cannot start the authorization", publicFlowError(err))
@@ -227,7 +234,10 @@ func (f *authFlow) begin(ctx context.Context, principal string, operator bool, r
 		ClientID: client.ClientID, RedirectURI: f.redirectURI, Scopes: scopes,
 		ReturnTo: returnTo, ExpiresAt: time.Now().Add(f.stateTTL),
 	}
-	if err := f.manager.SavePending(ctx, state, pending); err != nil {
+	limits := tokenstore.PendingLimits{Handler: f.spec.ID(), PerHandler: f.g.MaxPendingAuthorizations}
+	if err := f.manager.SavePendingBounded(ctx, state, pending, limits); errors.Is(err, tokenstore.ErrTooManyPending) {
+		return "", &flowError{public: "Too many authorizations are in progress at this gateway right now; try again in a few minutes.", err: err, busy: true}
+	} else if err != nil {
 		return "", fmt.Errorf("storing the authorization state: %w", err)
 	}
 	ar := oauthclient.AuthorizationRequest{
@@ -258,6 +268,8 @@ func safeReturnTo(raw string) string {
 type flowError struct {
 	public string
 	err    error
+	// busy: a bound was reached; the start may be tried again later.
+	busy bool
 }
 
 func (e *flowError) Error() string { return e.err.Error() }

@@ -90,6 +90,10 @@ type Config struct {
 	AuthorizationParams map[string]string
 	// AuthorizationStateTTL bounds a started authorization (default 10m).
 	AuthorizationStateTTL time.Duration
+	// MaxPendingAuthorizations bounds the authorizations this handler
+	// has started and not yet completed, across a fleet (default 1000;
+	// each user may have 5, a new start replacing their oldest).
+	MaxPendingAuthorizations int
 	// SubjectToken names the token a request carries for its user (grants
 	// token_exchange and id_jag), as the embedding server writes it;
 	// Options.SubjectToken reads it per request.

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/oauthgw/caddy-oauth-gateway/oauthclient"
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
@@ -173,6 +174,9 @@ func (c *Config) validateAuthorizationCode() error {
 		if len(c.AuthorizationParams) > 0 {
 			return fmt.Errorf("authorization_param: only with grant authorization_code")
 		}
+		if c.MaxPendingAuthorizations != 0 {
+			return fmt.Errorf("max_pending_authorizations: only with grant authorization_code")
+		}
 		if c.CredentialGroup != "" {
 			return fmt.Errorf("credential_group: only with grant authorization_code and principal")
 		}
@@ -198,8 +202,11 @@ func (c *Config) validateAuthorizationCode() error {
 	if c.CredentialGroup != "" && c.Principal == "" {
 		return fmt.Errorf("credential_group: only with principal (a shared credential has no users to group)")
 	}
-	if c.AuthorizationStateTTL < 0 {
-		return fmt.Errorf("authorization_state_ttl: must be positive")
+	if c.AuthorizationStateTTL < 0 || c.AuthorizationStateTTL > time.Hour {
+		return fmt.Errorf("authorization_state_ttl: must be positive and at most 1h")
+	}
+	if c.MaxPendingAuthorizations < 0 {
+		return fmt.Errorf("max_pending_authorizations: must be positive")
 	}
 	for name := range c.AuthorizationParams {
 		switch name {

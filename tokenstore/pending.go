@@ -33,6 +33,9 @@ type PendingAuthorization struct {
 	ClientID    string   `json:"client_id"`
 	RedirectURI string   `json:"redirect_uri"`
 	Scopes      []string `json:"scopes,omitempty"`
+	// Handler names the index of the handler that began the flow
+	// (PendingLimits.Handler), so its completion frees the place.
+	Handler string `json:"handler,omitempty"`
 	// ReturnTo is the same-origin path to send the browser back to.
 	ReturnTo  string    `json:"return_to,omitempty"`
 	ExpiresAt time.Time `json:"expires_at"`
@@ -77,6 +80,7 @@ func (m *Manager) TakePending(ctx context.Context, state string) (*PendingAuthor
 	if err := m.backend.Delete(ctx, id); err != nil {
 		return nil, err
 	}
+	m.forgetPending(ctx, p.Handler, p.CredentialID, id)
 	if !m.now().Before(p.ExpiresAt) {
 		return nil, ErrPendingExpired
 	}
@@ -91,6 +95,11 @@ func (m *Manager) collectPending(ctx context.Context) {
 	}
 	now := m.now()
 	for _, id := range ids {
+		if strings.HasPrefix(id, pendingIndexPrefix) {
+			// Drops expired entries; an index left empty goes.
+			_ = m.updatePendingIndex(ctx, id, func(*pendingIndex) ([]string, error) { return nil, nil })
+			continue
+		}
 		if !strings.HasPrefix(id, pendingPrefix) {
 			continue
 		}
