@@ -98,7 +98,7 @@ func (h *Handler) expand() (gateway.Config, error) {
 		Timeout: time.Duration(h.Timeout), UpstreamErrors: h.UpstreamErrors, ErrorAliases: h.ErrorAliases,
 		Principal: h.Principal, CredentialGroup: h.CredentialGroup, AuthorizationParams: h.AuthorizationParams,
 		AuthorizationStateTTL: time.Duration(h.AuthorizationStateTTL), MaxPendingAuthorizations: h.MaxPendingAuthorizations,
-		SubjectToken:          h.SubjectToken, SubjectTokenType: h.SubjectTokenType, DPoP: h.DPoP,
+		SubjectToken: h.SubjectToken, SubjectTokenType: h.SubjectTokenType, DPoP: h.DPoP,
 	}
 	var err error
 	for _, f := range []struct {
