@@ -153,7 +153,7 @@ func TestFleetSharesRotatingCredential(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(stored.String(), "data=OGW1") {
+	if !strings.Contains(stored.String(), "data=OGW2") {
 		t.Errorf("no sealed record found in Redis")
 	}
 	for _, s := range f.e.secrets(f.seed) {

@@ -30,7 +30,9 @@ type TryLocker interface {
 
 // Backend is where sealed credential records persist. The generation is kept
 // beside the (possibly encrypted) data so compare-and-swap works without the
-// backend being able to read the record.
+// backend being able to read the record. Get must report the generation
+// stored with the data: a sealed record is bound to the generation it was
+// written as, and opens only under it.
 //
 // Implementations must be safe for concurrent use.
 type Backend interface {

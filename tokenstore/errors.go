@@ -4,7 +4,9 @@ import "errors"
 
 // ErrUnreadable is wrapped by errors for a stored record that exists but
 // cannot be opened or decoded (a wrong or missing encryption_key, a
-// tampered or corrupted record). Such a record is never overwritten: it
+// tampered or corrupted record; with encryption_key set, also a record
+// that is not sealed, or sealed for another key, kind or generation than
+// the one it is stored under). Such a record is never overwritten: it
 // holds the credential's issuer pin and perhaps its only refresh token, so
 // the credential fails closed until an operator fixes the key or removes
 // the record.

@@ -166,6 +166,16 @@ func TestUnreadableRecordIsNeverOverwritten(t *testing.T) {
 	}
 }
 
+// credentialBinding is the binding of what backend holds under id.
+func credentialBinding(t *testing.T, b Backend, id string) Binding {
+	t.Helper()
+	gen, _, err := b.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Binding{Kind: KindCredential, ID: id, Generation: gen}
+}
+
 func newTestManagerCodec(t *testing.T, b Backend, codec Codec) *Manager {
 	t.Helper()
 	m, err := NewManager(b, codec, nil, testOptions())
@@ -204,7 +214,7 @@ func TestEncryptionKeyRotation(t *testing.T) {
 	if req.calls.Load() != 1 {
 		t.Fatal("rotation cost a token request")
 	}
-	if _, err := codecBoth.Open(spec.ID(), sealedOld); err != nil {
+	if _, err := codecBoth.Open(credentialBinding(t, backend, spec.ID()), sealedOld); err != nil {
 		t.Fatal(err)
 	}
 	// The next write re-encrypts with the new key.
@@ -214,7 +224,7 @@ func TestEncryptionKeyRotation(t *testing.T) {
 	m2.cancel()
 	_, sealedNew, _ := backend.Get(ctx, spec.ID())
 	codecNewOnly, _ := NewAEADCodec(newKey)
-	if _, err := codecNewOnly.Open(spec.ID(), sealedNew); err != nil {
+	if _, err := codecNewOnly.Open(credentialBinding(t, backend, spec.ID()), sealedNew); err != nil {
 		t.Fatalf("record not re-encrypted with the new key: %v", err)
 	}
 

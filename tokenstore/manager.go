@@ -320,8 +320,11 @@ func (m *Manager) onRemoteGeneration(id string, gen uint64) {
 	}()
 }
 
+// load reads the credential record under id. Its generation is the one
+// the backend reports; with encryption_key set the sealed record is bound
+// to it (a record sealed as another generation does not open).
 func (m *Manager) load(ctx context.Context, id string) (*Record, error) {
-	gen, plain, err := m.open(ctx, id)
+	gen, plain, err := m.open(ctx, KindCredential, id)
 	if err != nil {
 		return nil, err
 	}
@@ -334,26 +337,30 @@ func (m *Manager) load(ctx context.Context, id string) (*Record, error) {
 }
 
 // open reads and decrypts what is stored under id: a credential record
-// or an auxiliary one (pending authorization, registration). Data that
-// exists but does not open is ErrUnreadable.
-func (m *Manager) open(ctx context.Context, id string) (uint64, []byte, error) {
+// or an auxiliary one (pending authorization, registration), opened for
+// its kind, id and the generation the backend reports. Data that exists
+// but does not open is ErrUnreadable; so is what a backend reports as
+// unreadable (a value that is no record of its own).
+func (m *Manager) open(ctx context.Context, kind RecordKind, id string) (uint64, []byte, error) {
 	gen, data, err := m.backend.Get(ctx, id)
 	if err != nil {
 		return 0, nil, err
 	}
-	plain, err := m.codec.Open(id, data)
+	plain, err := m.codec.Open(Binding{Kind: kind, ID: id, Generation: gen}, data)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: %w", ErrUnreadable, err)
 	}
 	return gen, plain, nil
 }
 
+// save writes rec over prevGen as generation rec.Generation, sealed for
+// that generation.
 func (m *Manager) save(ctx context.Context, rec *Record, prevGen uint64) error {
 	plain, err := encodeRecord(rec)
 	if err != nil {
 		return err
 	}
-	sealed, err := m.codec.Seal(rec.ID, plain)
+	sealed, err := m.codec.Seal(Binding{Kind: KindCredential, ID: rec.ID, Generation: rec.Generation}, plain)
 	if err != nil {
 		return err
 	}

@@ -233,7 +233,15 @@ func (c *Credential) latestRecord(ctx context.Context) (*Record, error) {
 	if errors.Is(err, ErrNotFound) {
 		return c.freshRecord(), nil
 	}
-	return rec, err
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if storeWentBack(c.rec, rec, c.seedHash) {
+		return c.rec.clone(), nil // memory is newer than a store that went back
+	}
+	return rec, nil
 }
 
 // Forget drops the credential's tokens without revoking them. The record
@@ -290,8 +298,9 @@ func (c *Credential) rewrite(ctx context.Context, kind string, change func(*Reco
 		return err
 	}
 	c.mu.Lock()
-	if c.pending && c.rec != nil && c.rec.Generation > storedGen {
-		// Memory holds a newer pair than the store: start from it.
+	if c.rec != nil && c.rec.Generation > storedGen && (c.pending || (storedGen > 0 && storeWentBack(c.rec, stored, c.seedHash))) {
+		// Memory holds a newer pair than the store (a write failed, or
+		// the store went back to an older generation): start from it.
 		stored = c.rec.clone()
 	}
 	c.mu.Unlock()

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // PendingAuthorization is an authorization-code flow between its start and
@@ -58,7 +60,7 @@ func pendingID(state string) string {
 
 // SavePending stores p under state until p.ExpiresAt.
 func (m *Manager) SavePending(ctx context.Context, state string, p *PendingAuthorization) error {
-	return m.putAux(ctx, pendingID(state), p)
+	return m.putAux(ctx, KindPending, pendingID(state), p)
 }
 
 // TakePending returns and deletes the flow stored under state: a state
@@ -71,7 +73,7 @@ func (m *Manager) TakePending(ctx context.Context, state string) (*PendingAuthor
 	}
 	defer release()
 	var p PendingAuthorization
-	if err := m.getAux(ctx, id, &p); err != nil {
+	if err := m.getAux(ctx, KindPending, id, &p); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return nil, ErrPendingUnknown
 		}
@@ -87,13 +89,18 @@ func (m *Manager) TakePending(ctx context.Context, state string) (*PendingAuthor
 	return &p, nil
 }
 
-// collectPending deletes expired flows.
+// collectPending deletes expired flows. A flow whose record cannot be
+// read is left for an operator, like every unreadable record: with
+// encryption_key set it may be planted, and deleting it would only hide
+// that (it is never used: TakePending refuses it).
 func (m *Manager) collectPending(ctx context.Context) {
 	ids, err := m.backend.List(ctx)
 	if err != nil {
 		return
 	}
 	now := m.now()
+	var unreadable []string
+	var lastErr error
 	for _, id := range ids {
 		if strings.HasPrefix(id, pendingIndexPrefix) {
 			// Drops expired entries; an index left empty goes.
@@ -104,20 +111,24 @@ func (m *Manager) collectPending(ctx context.Context) {
 			continue
 		}
 		var p PendingAuthorization
-		err := m.getAux(ctx, id, &p)
-		if errors.Is(err, ErrUnreadable) || (err == nil && !now.Before(p.ExpiresAt)) {
+		err := m.getAux(ctx, KindPending, id, &p)
+		switch {
+		case err == nil && !now.Before(p.ExpiresAt):
 			_ = m.backend.Delete(ctx, id)
+		case errors.Is(err, ErrUnreadable):
+			unreadable, lastErr = append(unreadable, id), err
 		}
+	}
+	if len(unreadable) > 0 {
+		m.logger.Warn("stored authorization states cannot be read; leaving them (check encryption_key, or remove the records)",
+			zap.Int("count", len(unreadable)), zap.Strings("records", unreadable[:min(len(unreadable), 10)]), zap.Error(lastErr))
 	}
 }
 
-// putAux stores v (JSON, sealed by the codec) under id as a new record.
-func (m *Manager) putAux(ctx context.Context, id string, v any) error {
+// putAux stores v (JSON, sealed by the codec for kind, id and the
+// generation it is written as) under id as a new record.
+func (m *Manager) putAux(ctx context.Context, kind RecordKind, id string, v any) error {
 	plain, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	sealed, err := m.codec.Seal(id, plain)
 	if err != nil {
 		return err
 	}
@@ -125,12 +136,16 @@ func (m *Manager) putAux(ctx context.Context, id string, v any) error {
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
+	sealed, err := m.codec.Seal(Binding{Kind: kind, ID: id, Generation: gen + 1}, plain)
+	if err != nil {
+		return err
+	}
 	return m.backend.CompareAndSwap(ctx, id, gen, gen+1, sealed)
 }
 
-// getAux reads the record under id into v.
-func (m *Manager) getAux(ctx context.Context, id string, v any) error {
-	_, plain, err := m.open(ctx, id)
+// getAux reads the record of kind under id into v.
+func (m *Manager) getAux(ctx context.Context, kind RecordKind, id string, v any) error {
+	_, plain, err := m.open(ctx, kind, id)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ type Record struct {
 	// ID is the credential's stable identifier (see Spec.ID).
 	ID string `json:"id"`
 	// Generation increases by one on every write; writes are
-	// compare-and-swap on it.
+	// compare-and-swap on it. A sealed record is bound to it (Binding).
 	Generation uint64 `json:"generation"`
 
 	Resource string `json:"resource,omitempty"`

@@ -238,6 +238,16 @@ func (c *Credential) reconcile(ctx context.Context, failed string, want []string
 	c.mu.Unlock()
 
 	switch {
+	case !pending && storeWentBack(local, stored, c.seedHash):
+		// The store holds an older generation than this process wrote or
+		// read (a restored backup, an older append-only file, a rollback
+		// by someone with write access): its refresh token may be spent. The
+		// pair in memory is the one the server accepts: write it back,
+		// as when the store comes back empty. (Before the configured-seed
+		// case: an older record may carry a seed this process spent.)
+		m.logger.Warn("store went back to an older generation of the credential; restoring the newer one from memory",
+			m.logFields(c, "stored_generation", stored.Generation, "generation", local.Generation)...)
+		base = local
 	case stored != nil && stored.SeedHash != c.seedHash && c.spec.Grant == GrantRefreshToken:
 		// The configured seed changed: it replaces the stored credential.
 		m.logger.Info("configured refresh token changed; replacing the stored credential", m.logFields(c)...)
@@ -286,6 +296,19 @@ func (c *Credential) reconcile(ctx context.Context, failed string, want []string
 		}
 	}
 	return base, storedGen, nil, nil
+}
+
+// storeWentBack reports whether stored is older than local, the record
+// this process holds (read or written here, same seed): the store went
+// back to an older generation. Generations only grow in a store that was
+// not rolled back, so a lower one is an older copy, unless the record was
+// deleted and written anew since (another instance re-seeding after an
+// operator removed it): that one is newer than local by its UpdatedAt
+// and wins. An attacker cannot forge UpdatedAt under encryption_key; a
+// restored copy carries its old one.
+func storeWentBack(local, stored *Record, seedHash string) bool {
+	return local != nil && stored != nil && local.Generation > stored.Generation &&
+		local.SeedHash == seedHash && !stored.UpdatedAt.After(local.UpdatedAt)
 }
 
 // freshRecord is the record a credential starts from: the configuration.

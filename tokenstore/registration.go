@@ -29,9 +29,11 @@ func (r *Registration) Expired(now time.Time) bool {
 	return !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt)
 }
 
+const registrationPrefix = "client-"
+
 func registrationID(issuer, redirectURI string) string {
 	sum := sha256.Sum256([]byte("oauth_gateway registration\x00" + issuer + "\x00" + redirectURI))
-	return "client-" + hex.EncodeToString(sum[:16])
+	return registrationPrefix + hex.EncodeToString(sum[:16])
 }
 
 // Registered returns the client registered for (issuer, redirectURI),
@@ -47,7 +49,7 @@ func (m *Manager) Registered(ctx context.Context, issuer, redirectURI, stale str
 	}
 	defer release()
 	var reg Registration
-	err = m.getAux(ctx, id, &reg)
+	err = m.getAux(ctx, KindRegistration, id, &reg)
 	switch {
 	case err == nil && !reg.Expired(m.now()) && (stale == "" || reg.ClientID != stale):
 		return &reg, nil
@@ -59,7 +61,7 @@ func (m *Manager) Registered(ctx context.Context, issuer, redirectURI, stale str
 		return nil, err
 	}
 	fresh.Issuer, fresh.RedirectURI, fresh.RegisteredAt = issuer, redirectURI, m.now()
-	if err := m.putAux(ctx, id, fresh); err != nil {
+	if err := m.putAux(ctx, KindRegistration, id, fresh); err != nil {
 		return nil, err
 	}
 	m.logger.Info("registered the gateway as an OAuth client", zap.String("issuer", issuer), zap.String("client_id", fresh.ClientID))

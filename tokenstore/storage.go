@@ -48,7 +48,9 @@ func (s *StorageBackend) key(id string) string {
 	return path.Join(s.prefix, "credentials", id+".json")
 }
 
-// Get implements Backend.
+// Get implements Backend. The generation is the envelope's; with
+// encryption_key set the sealed data is bound to it, so data copied from
+// an older file into a newer envelope does not open.
 func (s *StorageBackend) Get(ctx context.Context, id string) (uint64, []byte, error) {
 	b, err := s.storage.Load(ctx, s.key(id))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -59,7 +61,10 @@ func (s *StorageBackend) Get(ctx context.Context, id string) (uint64, []byte, er
 	}
 	var env storageEnvelope
 	if err := json.Unmarshal(b, &env); err != nil {
-		return 0, nil, fmt.Errorf("tokenstore: decoding envelope of %s: %w", id, err)
+		// Something is there, but not a record this backend wrote: it
+		// fails closed and is never written over (CompareAndSwap reads
+		// it first).
+		return 0, nil, fmt.Errorf("%w: decoding envelope of %s: %w", ErrUnreadable, id, err)
 	}
 	return env.Generation, env.Data, nil
 }

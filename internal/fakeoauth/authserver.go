@@ -190,6 +190,9 @@ type TokenRequestLog struct {
 	Error      string // the standard error code answered, "" on success
 	Injected   bool   // the answer came from FailNext
 	DPoPKey    string // jkt of the request's accepted DPoP proof, "" without one
+	// RefreshToken is the refresh_token parameter as sent ("" without
+	// one), so tests can tell which refresh token reached the server.
+	RefreshToken string
 }
 
 // NewAuthServer returns an AuthServer to serve yourself (httptest, a mux).

@@ -40,6 +40,8 @@ func (a *AuthServer) serveToken(w http.ResponseWriter, r *http.Request) {
 		Scope:    r.PostForm.Get("scope"),
 		Resource: r.PostForm.Get("resource"),
 		Accept:   r.Header.Get("Accept"),
+
+		RefreshToken: r.PostForm.Get("refresh_token"),
 	}
 	a.mu.Lock()
 	a.counts[entry.Grant]++

@@ -82,22 +82,38 @@ func (b *Backend) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Get implements tokenstore.Backend.
+// Get implements tokenstore.Backend. A key that holds something other
+// than a record this backend wrote (another type, set with SET; a hash
+// with one of the two fields; a generation that is no number) is
+// unreadable (tokenstore.ErrUnreadable), not absent and not an outage: the
+// credential fails closed, and the compare-and-swap never writes over it.
 func (b *Backend) Get(ctx context.Context, id string) (uint64, []byte, error) {
 	vals, err := b.client.HMGet(ctx, b.recordKey(id), "gen", "data").Result()
+	if isWrongType(err) {
+		return 0, nil, fmt.Errorf("%w: redisbackend: key of %s holds no record (%v)", tokenstore.ErrUnreadable, id, err)
+	}
 	if err != nil {
 		return 0, nil, fmt.Errorf("redisbackend: reading %s: %w", id, err)
 	}
-	if len(vals) != 2 || vals[0] == nil || vals[1] == nil {
+	if len(vals) != 2 || (vals[0] == nil && vals[1] == nil) {
 		return 0, nil, tokenstore.ErrNotFound
+	}
+	if vals[0] == nil || vals[1] == nil {
+		return 0, nil, fmt.Errorf("%w: redisbackend: record %s lacks its generation or its data", tokenstore.ErrUnreadable, id)
 	}
 	genStr, _ := vals[0].(string)
 	gen, err := strconv.ParseUint(genStr, 10, 64)
 	if err != nil {
-		return 0, nil, fmt.Errorf("redisbackend: record %s has a bad generation", id)
+		return 0, nil, fmt.Errorf("%w: redisbackend: record %s has a bad generation", tokenstore.ErrUnreadable, id)
 	}
 	data, _ := vals[1].(string)
 	return gen, []byte(data), nil
+}
+
+// isWrongType reports whether Redis refused a command for the key's type.
+func isWrongType(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "WRONGTYPE")
 }
 
 // casScript writes a record only if its generation is the expected one
