@@ -22,6 +22,9 @@ const (
 	KindCredential   RecordKind = "credential"
 	KindPending      RecordKind = "pending"
 	KindRegistration RecordKind = "registration"
+	// KindPendingIndex counts a handler's or a user's outstanding
+	// authorizations (pending_bounds.go).
+	KindPendingIndex RecordKind = "pending-index"
 )
 
 // Binding is what a sealed record is bound to: its kind, its storage key
@@ -255,13 +258,16 @@ func (c *AEADCodec) openV1(b Binding, body []byte) ([]byte, error) {
 // kindMatchesID reports whether id is in the namespace of kind.
 func kindMatchesID(kind RecordKind, id string) bool {
 	pending, registration := strings.HasPrefix(id, pendingPrefix), strings.HasPrefix(id, registrationPrefix)
+	index := strings.HasPrefix(id, pendingIndexPrefix)
 	switch kind {
 	case KindPending:
 		return pending
 	case KindRegistration:
 		return registration
+	case KindPendingIndex:
+		return index
 	case KindCredential:
-		return !pending && !registration
+		return !pending && !registration && !index
 	}
 	return false
 }

@@ -128,7 +128,7 @@ func (m *Manager) updatePendingIndex(ctx context.Context, indexID string, change
 	}
 	defer release()
 	var idx pendingIndex
-	if err := m.getAux(ctx, indexID, &idx); err != nil && !errors.Is(err, ErrNotFound) {
+	if err := m.getAux(ctx, KindPendingIndex, indexID, &idx); err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
 	now := m.now().Unix()
@@ -142,5 +142,5 @@ func (m *Manager) updatePendingIndex(ctx context.Context, indexID string, change
 		}
 		return nil
 	}
-	return m.putAux(ctx, indexID, &idx)
+	return m.putAux(ctx, KindPendingIndex, indexID, &idx)
 }
