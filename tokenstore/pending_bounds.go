@@ -71,32 +71,39 @@ func (m *Manager) SavePendingBounded(ctx context.Context, state string, p *Pendi
 	id := pendingID(state)
 	exp := p.ExpiresAt.Unix()
 	p.Handler = limits.Handler
-	if err := m.updatePendingIndex(ctx, pendingIndexID("handler", limits.Handler), func(idx *pendingIndex) ([]string, error) {
-		if len(idx.Entries) >= limits.PerHandler {
-			return nil, fmt.Errorf("%w: %d outstanding for this handler", ErrTooManyPending, len(idx.Entries))
-		}
-		idx.Entries = append(idx.Entries, pendingEntry{ID: id, Expires: exp})
-		return nil, nil
-	}); err != nil {
-		return err
-	}
+	// The credential's index, then within its lock the handler's (always
+	// in this order): a start that replaces the user's oldest flow does
+	// not grow the handler's count, so a user is never refused for flows
+	// they are about to drop.
 	var dropped []string
-	if err := m.updatePendingIndex(ctx, pendingIndexID("credential", p.CredentialID), func(idx *pendingIndex) ([]string, error) {
-		idx.Entries = append(idx.Entries, pendingEntry{ID: id, Expires: exp})
-		if over := len(idx.Entries) - limits.PerCredential; over > 0 {
-			for _, e := range idx.Entries[:over] {
+	err := m.updatePendingIndex(ctx, pendingIndexID("credential", p.CredentialID), func(cidx *pendingIndex) ([]string, error) {
+		keep := cidx.Entries
+		if over := len(keep) + 1 - limits.PerCredential; over > 0 {
+			for _, e := range keep[:over] {
 				dropped = append(dropped, e.ID)
 			}
-			idx.Entries = slices.Delete(idx.Entries, 0, over)
+			keep = keep[over:]
 		}
+		err := m.updatePendingIndex(ctx, pendingIndexID("handler", limits.Handler), func(hidx *pendingIndex) ([]string, error) {
+			hidx.Entries = slices.DeleteFunc(hidx.Entries, func(e pendingEntry) bool { return slices.Contains(dropped, e.ID) })
+			if len(hidx.Entries) >= limits.PerHandler {
+				return nil, fmt.Errorf("%w: %d outstanding for this handler", ErrTooManyPending, len(hidx.Entries))
+			}
+			hidx.Entries = append(hidx.Entries, pendingEntry{ID: id, Expires: exp})
+			return nil, nil
+		})
+		if err != nil {
+			dropped = nil
+			return nil, err
+		}
+		cidx.Entries = append(slices.Clone(keep), pendingEntry{ID: id, Expires: exp})
 		return dropped, nil
-	}); err != nil {
-		m.forgetPending(ctx, limits.Handler, "", id)
+	})
+	if err != nil {
 		return err
 	}
 	for _, old := range dropped {
 		_ = m.backend.Delete(ctx, old)
-		m.forgetPending(ctx, limits.Handler, "", old)
 	}
 	if err := m.SavePending(ctx, state, p); err != nil {
 		m.forgetPending(ctx, limits.Handler, p.CredentialID, id)
