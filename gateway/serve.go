@@ -63,6 +63,9 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, next Next) error
 		tok = nil
 	}
 
+	if _, ok := r.Header["Connection"]; ok {
+		keepInjectedHeaders(r.Header)
+	}
 	body, replayable, reserved, err := g.replayBody(r)
 	if err != nil {
 		return &HTTPError{Status: http.StatusBadRequest, Err: fmt.Errorf("reading request body: %w", err)}
