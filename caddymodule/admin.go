@@ -1,14 +1,8 @@
 package caddymodule
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
-	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -20,20 +14,9 @@ func init() {
 	caddy.RegisterModule(adminAPI{})
 }
 
-// adminAPI serves the gateway's admin endpoints on Caddy's admin server:
-//
-//	GET  /oauth_gateway/credentials                    redacted list
-//	GET  /oauth_gateway/credentials/<id>               one credential
-//	POST /oauth_gateway/credentials/<id>/refresh       obtain a new token now
-//	POST /oauth_gateway/credentials/<id>/revoke        RFC 7009 revoke at the pinned issuer, then forget;
-//	                                                   409 and no change without a revocation endpoint
-//	POST /oauth_gateway/credentials/<id>/revoke?forget=true   forget locally, revoke nothing
-//	PUT  /oauth_gateway/credentials/<id>/refresh_token {"refresh_token":"..."}: re-seed (keeps the pin)
-//	POST /oauth_gateway/credentials/<id>/authorize     start an operator's authorization of a shared credential
-//	POST /oauth_gateway/credentials/<id>/unpin         {"issuer":"https://..."}: bind to another issuer
-//	GET  /oauth_gateway/events                         server-sent events of changes
-//
-// No response ever contains a token or secret.
+// adminAPI mounts the gateway's operator API (gateway.Admin, which lists
+// the routes) on Caddy's admin server under /oauth_gateway/, over the
+// token managers of the running configurations.
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -44,12 +27,26 @@ func (adminAPI) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+var admin = gateway.Admin{Managers: liveManagers, CredentialsPath: "/oauth_gateway/credentials/"}
+
 // Routes implements caddy.AdminRouter.
-func (a adminAPI) Routes() []caddy.AdminRoute {
+func (adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
-		{Pattern: "/oauth_gateway/credentials", Handler: caddy.AdminHandlerFunc(a.handleList)},
-		{Pattern: "/oauth_gateway/credentials/", Handler: caddy.AdminHandlerFunc(a.handleCredential)},
-		{Pattern: "/oauth_gateway/events", Handler: caddy.AdminHandlerFunc(a.handleEvents)},
+		{Pattern: "/oauth_gateway/credentials", Handler: apiHandler(admin.List)},
+		{Pattern: "/oauth_gateway/credentials/", Handler: apiHandler(admin.Credential)},
+		{Pattern: "/oauth_gateway/events", Handler: apiHandler(admin.Events)},
+	}
+}
+
+// apiHandler turns the core's refusals into Caddy's admin API errors.
+func apiHandler(h func(http.ResponseWriter, *http.Request) error) caddy.AdminHandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		err := h(w, r)
+		var he *gateway.HTTPError
+		if errors.As(err, &he) {
+			return caddy.APIError{HTTPStatus: he.Status, Err: he.Err}
+		}
+		return err
 	}
 }
 
@@ -61,224 +58,6 @@ func liveManagers() []*tokenstore.Manager {
 		return true
 	})
 	return out
-}
-
-func findCredentials(id string) []*tokenstore.Credential {
-	var out []*tokenstore.Credential
-	for _, m := range liveManagers() {
-		for _, c := range m.Credentials() {
-			if c.ID() == id {
-				out = append(out, c)
-			}
-		}
-	}
-	return out
-}
-
-func (adminAPI) handleList(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed")}
-	}
-	list := []tokenstore.Status{}
-	for _, m := range liveManagers() {
-		for _, c := range m.Credentials() {
-			list = append(list, c.Status())
-		}
-	}
-	return writeJSON(w, http.StatusOK, list)
-}
-
-func (adminAPI) handleCredential(w http.ResponseWriter, r *http.Request) error {
-	rest := strings.TrimPrefix(r.URL.Path, "/oauth_gateway/credentials/")
-	id, action, _ := strings.Cut(rest, "/")
-	if hasControl(id) {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("credential id contains control characters")}
-	}
-	creds := findCredentials(id)
-	if id == "" || len(creds) == 0 {
-		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no credential %q", id)}
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
-	defer cancel()
-
-	switch {
-	case action == "" && r.Method == http.MethodGet:
-		return writeJSON(w, http.StatusOK, creds[0].Status())
-
-	case action == "refresh" && r.Method == http.MethodPost:
-		for _, c := range creds {
-			if _, err := c.ForceRefresh(ctx); err != nil {
-				return caddy.APIError{HTTPStatus: http.StatusBadGateway, Err: fmt.Errorf("refreshing: %v", err)}
-			}
-		}
-		return writeJSON(w, http.StatusOK, creds[0].Status())
-
-	case action == "revoke" && r.Method == http.MethodPost:
-		return revoke(ctx, w, r, creds)
-
-	case action == "refresh_token" && (r.Method == http.MethodPut || r.Method == http.MethodPost):
-		var body struct {
-			RefreshToken string `json:"refresh_token"`
-		}
-		if err := decodeAdminBody(r, &body); err != nil || body.RefreshToken == "" {
-			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`body must be {"refresh_token":"..."}`)}
-		}
-		if hasControl(body.RefreshToken) {
-			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("refresh_token contains control characters")}
-		}
-		for _, c := range creds {
-			if err := c.Replace(ctx, body.RefreshToken); err != nil {
-				return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
-			}
-		}
-		return writeJSON(w, http.StatusOK, creds[0].Status())
-
-	case action == "authorize" && r.Method == http.MethodPost:
-		authURL, err := gateway.StartOperatorAuthorization(ctx, id)
-		if errors.Is(err, gateway.ErrNoOperatorFlow) {
-			return caddy.APIError{HTTPStatus: http.StatusConflict, Err: fmt.Errorf(
-				"credential %s is not a shared authorization_code credential (per-user credentials are connected by their users)", id)}
-		}
-		if err != nil {
-			return caddy.APIError{HTTPStatus: http.StatusBadGateway, Err: fmt.Errorf("starting the authorization: %v", err)}
-		}
-		return writeJSON(w, http.StatusOK, map[string]string{"id": id, "authorization_url": authURL})
-
-	case action == "unpin" && r.Method == http.MethodPost:
-		var body struct {
-			Issuer string `json:"issuer"`
-		}
-		if err := decodeAdminBody(r, &body); err != nil || body.Issuer == "" {
-			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`body must be {"issuer":"https://..."}`)}
-		}
-		if hasControl(body.Issuer) || gateway.CheckURL("issuer", body.Issuer, true) != nil {
-			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("issuer must be an absolute http(s) URL")}
-		}
-		for _, c := range creds {
-			if err := c.Unpin(ctx, body.Issuer); err != nil {
-				return caddy.APIError{HTTPStatus: http.StatusConflict, Err: err}
-			}
-		}
-		return writeJSON(w, http.StatusOK, creds[0].Status())
-	}
-	return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("%s %s not supported", r.Method, r.URL.Path)}
-}
-
-// handleEvents streams credential changes as server-sent events, each a
-// JSON tokenstore.Event with the credential's generation, starting with a
-// snapshot of every credential.
-func (adminAPI) handleEvents(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed")}
-	}
-	var subs []<-chan tokenstore.Event
-	for _, m := range liveManagers() {
-		ch, stop := m.Subscribe()
-		defer stop()
-		subs = append(subs, ch)
-	}
-	merged := make(chan tokenstore.Event, 64)
-	ctx := r.Context()
-	for _, ch := range subs {
-		go func() {
-			for {
-				select {
-				case ev := <-ch:
-					select {
-					case merged <- ev:
-					case <-ctx.Done():
-						return
-					}
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
-	}
-
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	send := func(event string, v any) error {
-		b, _ := json.Marshal(v)
-		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
-			return err
-		}
-		return rc.Flush()
-	}
-	for _, m := range liveManagers() {
-		for _, c := range m.Credentials() {
-			if err := send("snapshot", c.Status()); err != nil {
-				return nil
-			}
-		}
-	}
-	keepalive := time.NewTicker(15 * time.Second)
-	defer keepalive.Stop()
-	for {
-		select {
-		case ev := <-merged:
-			if err := send("change", ev); err != nil {
-				return nil
-			}
-		case <-keepalive.C:
-			if _, err := io.WriteString(w, ": keepalive\n\n"); err != nil {
-				return nil
-			}
-			_ = rc.Flush()
-		case <-ctx.Done():
-			return nil
-		}
-	}
-}
-
-// revoke revokes at the pinned issuer and forgets, or changes nothing;
-// with ?forget=true it forgets locally without revoking.
-func revoke(ctx context.Context, w http.ResponseWriter, r *http.Request, creds []*tokenstore.Credential) error {
-	if r.URL.Query().Get("forget") == "true" {
-		for _, c := range creds {
-			if err := c.Forget(ctx); err != nil {
-				return caddy.APIError{HTTPStatus: http.StatusBadGateway, Err: fmt.Errorf("forgetting: %v", err)}
-			}
-		}
-		return writeJSON(w, http.StatusOK, creds[0].Status())
-	}
-	var result tokenstore.RevokeResult
-	for _, c := range creds {
-		res, err := c.Revoke(ctx)
-		switch {
-		case errors.Is(err, tokenstore.ErrNoRevocationEndpoint):
-			return caddy.APIError{HTTPStatus: http.StatusConflict, Err: fmt.Errorf(
-				"nothing was revoked or changed: %v. Set revocation_endpoint, or POST .../revoke?forget=true to drop the credential locally without revoking it", err)}
-		case err != nil:
-			return caddy.APIError{HTTPStatus: http.StatusBadGateway, Err: fmt.Errorf("nothing was changed: revocation failed: %v", err)}
-		}
-		result = res
-	}
-	return writeJSON(w, http.StatusOK, struct {
-		tokenstore.Status
-		Revocation tokenstore.RevokeResult `json:"revocation"`
-	}{creds[0].Status(), result})
-}
-
-// decodeAdminBody reads a small JSON body.
-func decodeAdminBody(r *http.Request, v any) error {
-	return json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(v)
-}
-
-// hasControl reports control characters (CR, LF, NUL, ...), refused in
-// admin input so nothing an operator pastes can split a log line or a
-// header.
-func hasControl(s string) bool {
-	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	return json.NewEncoder(w).Encode(v)
 }
 
 // Interface guards

@@ -61,7 +61,7 @@ func (f *authFlow) callback(w http.ResponseWriter, r *http.Request) error {
 		return page(w, http.StatusForbidden, "This authorization belongs to someone else",
 			"It was started by another user. Nothing was connected. Start again from your own session.")
 	}
-	if err := oauthclient.CheckIssuer(resp, pending.Issuer, pending.IssRequired); err != nil {
+	if err := f.req.trust.authorizationResponse(resp, pending); err != nil {
 		f.logger.Warn("authorization response from an unexpected issuer; refused (RFC 9207)", zap.String("expected", pending.Issuer),
 			zap.String("got", resp.Issuer), zap.String("credential", pending.CredentialID))
 		return page(w, http.StatusBadRequest, "Authorization server mismatch",
@@ -80,9 +80,9 @@ func (f *authFlow) callback(w http.ResponseWriter, r *http.Request) error {
 		f.logger.Error("reading the credential's authorization server binding", zap.String("credential", cred.ID()), zap.Error(err))
 		return page(w, http.StatusServiceUnavailable, "Try again", "The gateway could not read the credential.")
 	}
-	if bound != "" && bound != pending.Issuer {
+	if err := f.req.trust.completion(bound, pending); err != nil {
 		f.logger.Warn("authorization from another authorization server than the credential is bound to; refused",
-			zap.String("credential", cred.ID()), zap.String("bound_issuer", bound), zap.String("flow_issuer", pending.Issuer))
+			zap.String("credential", cred.ID()), zap.Error(err))
 		return page(w, http.StatusBadRequest, "Authorization server mismatch",
 			"This account is connected through another authorization server. Nothing was changed.")
 	}

@@ -162,7 +162,8 @@ func (g *Gateway) build() error {
 		// A refresh token obtained by a user's consent came from the
 		// pinned server itself; only a configured secret or seed is a
 		// secret another server could steal.
-		trust:  newIssuerTrust(x.Resource, x.TrustedIssuers, x.ClientSecret != "" || carriesSecret(g.Grant)),
+		trust: trustPolicy{issuerTrust: newIssuerTrust(x.Resource, x.TrustedIssuers, x.ClientSecret != "" || carriesSecret(g.Grant)),
+			logger: g.logger, credentialID: spec.ID(), resource: x.Resource},
 		logger: g.logger,
 		dpop:   g.DPoP,
 		scopes: g.scopes,

@@ -9,7 +9,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/oauthgw/caddy-oauth-gateway/discovery"
 	"github.com/oauthgw/caddy-oauth-gateway/normalize"
 	"github.com/oauthgw/caddy-oauth-gateway/oauthclient"
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
@@ -32,7 +31,7 @@ type requester struct {
 	// auth chooses the client authentication method (configured, or
 	// from the server's metadata among those the configuration can use).
 	auth  clientAuth
-	trust issuerTrust
+	trust trustPolicy
 	// assertionFile is the jwt_bearer grant's assertion, read per request.
 	assertionFile string
 	// registration chooses the client of an authorization-code
@@ -60,29 +59,16 @@ type requester struct {
 	idpClient *oauthclient.Client
 }
 
-// endpointsFor resolves where tokens come from and checks that this
-// credential may send its secrets there: to the issuer it is pinned to
-// (pinned, "" before the first token), and for a discovered issuer only
-// one the trust rule accepts.
+// endpointsFor resolves where tokens come from and asks the trust policy
+// whether this credential may send its secrets there (pinned: the issuer
+// the credential is bound to, "" before the first token).
 func (r *requester) endpointsFor(ctx context.Context, pinned string) (*endpoints, error) {
 	ep, err := r.resolver.resolve(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if pinned != "" && ep.Issuer != "" && !discovery.IssuerMatches(pinned, ep.Issuer) {
-		r.logger.Warn("upstream points at a different authorization server; not sending credentials there",
-			zap.String("credential", r.credentialID), zap.String("pinned_issuer", pinned),
-			zap.String("advertised_issuer", ep.Issuer), zap.String("resource", r.resource))
-		return nil, &untrustedError{kind: untrustedPin, msg: fmt.Sprintf("the upstream now names authorization server %s, but this credential is bound to %s; "+
-			"the gateway will not send its credentials there until the configuration changes or an operator unpins it", ep.Issuer, pinned)}
-	}
-	if ep.discovered {
-		if err := r.trust.check(ep.Issuer); err != nil {
-			r.logger.Warn("discovered authorization server is not trusted with this credential's secret",
-				zap.String("credential", r.credentialID), zap.String("issuer", ep.Issuer),
-				zap.String("resource", r.resource), zap.String("fix", "add the issuer to trusted_issuers, or set issuer"))
-			return nil, err
-		}
+	if err := r.trust.allow(pinned, ep); err != nil {
+		return nil, err
 	}
 	return ep, nil
 }

@@ -13,7 +13,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/oauthgw/caddy-oauth-gateway/discovery"
 	"github.com/oauthgw/caddy-oauth-gateway/normalize"
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 )
@@ -274,30 +273,6 @@ func (g *Gateway) debugReplay(msg string, cred tokenSource, r *http.Request, new
 	}
 }
 
-// canLearnFromChallenge reports whether a failed token acquisition may be
-// fixed by the upstream's challenge: discovery from the resource found
-// nothing, and no endpoint or issuer is configured.
-func (g *Gateway) canLearnFromChallenge(err error) bool {
-	return g.TokenEndpoint == "" && g.Issuer == "" && errors.Is(err, discovery.ErrNotFound)
-}
-
-// invalidate refreshes after an upstream 401, waiting at most wait.
-func (g *Gateway) invalidate(r *http.Request, cred tokenSource, failed string, wait time.Duration) (*tokenstore.Token, error) {
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
-	defer cancel()
-	return cred.Invalidate(ctx, failed)
-}
-
-// needsAuthorization: an authorization-code credential without a usable
-// refresh token (never authorized, rejected for good, revoked) goes back
-// to the user's consent rather than failing.
-func (g *Gateway) needsAuthorization(err error) bool {
-	if g.flow == nil {
-		return false
-	}
-	return errors.Is(err, tokenstore.ErrNeedsAuthorization) || errors.Is(err, tokenstore.ErrDead)
-}
-
 // respondNoPrincipal: per-user credentials and no user on the request.
 func (g *Gateway) respondNoPrincipal(w http.ResponseWriter) error {
 	hdr := w.Header()
@@ -311,18 +286,6 @@ func (g *Gateway) respondNoPrincipal(w http.ResponseWriter) error {
 // errScopeNotAllowed: an upstream asked for a scope outside the step-up
 // bound.
 var errScopeNotAllowed = errors.New("scope outside the step-up bound")
-
-// invalidateInBackground refreshes after a 401 that cannot be replayed,
-// so the client's retry finds a new token.
-func (g *Gateway) invalidateInBackground(cred tokenSource, failed string) {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), refreshWait)
-		defer cancel()
-		if _, err := cred.Invalidate(ctx, failed); err != nil {
-			g.logger.Debug("refresh after an unreplayable 401 failed", zap.String("credential", cred.ID()), zap.Error(err))
-		}
-	}()
-}
 
 // resetHeader makes dst equal to src again.
 func resetHeader(dst, src http.Header) {

@@ -6,10 +6,77 @@ import (
 	"net/url"
 	"strings"
 
+	"go.uber.org/zap"
 	"golang.org/x/net/publicsuffix"
 
 	"github.com/oauthgw/caddy-oauth-gateway/discovery"
+	"github.com/oauthgw/caddy-oauth-gateway/oauthclient"
+	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 )
+
+// The trust policy: which authorization server may receive this
+// credential's secrets (a client secret, a refresh token, a code, an
+// assertion), and which authorization response may complete a flow.
+// Every flow that talks to an authorization server asks it here.
+//
+//   - A credential bound to an issuer (configured, or pinned by its first
+//     token) talks only to that issuer; the binding is read from the store
+//     (tokenstore.Credential.BoundIssuer), never from memory.
+//   - A discovered issuer must be on the resource's registrable domain or
+//     named by `issuer` / `trusted_issuers` before it receives a secret.
+//   - Discovery itself reaches private addresses only as allowed
+//     (discovery's SSRF guard, `discovery_allow_hosts`), and http only with
+//     `insecure_allow_http`.
+//   - An authorization response completes only the flow it belongs to
+//     (authFlow.owns), from the issuer the flow went to: its `iss` must
+//     equal that issuer exactly when present, and is required when the
+//     server advertises authorization_response_iss_parameter_supported
+//     (RFC 9207; oauthclient.CheckIssuer); and only a credential bound to
+//     that issuer, or to none, takes its tokens.
+
+// trustPolicy is a credential's trust rules.
+type trustPolicy struct {
+	issuerTrust
+	logger       *zap.Logger
+	credentialID string
+	resource     string
+}
+
+// allow decides whether ep's server may receive this credential's
+// secrets, given the issuer it is bound to (pinned, "" for none yet).
+func (t trustPolicy) allow(pinned string, ep *endpoints) error {
+	if pinned != "" && ep.Issuer != "" && !discovery.IssuerMatches(pinned, ep.Issuer) {
+		t.logger.Warn("upstream points at a different authorization server; not sending credentials there",
+			zap.String("credential", t.credentialID), zap.String("pinned_issuer", pinned),
+			zap.String("advertised_issuer", ep.Issuer), zap.String("resource", t.resource))
+		return &untrustedError{kind: untrustedPin, msg: fmt.Sprintf("the upstream now names authorization server %s, but this credential is bound to %s; "+
+			"the gateway will not send its credentials there until the configuration changes or an operator unpins it", ep.Issuer, pinned)}
+	}
+	if ep.discovered {
+		if err := t.check(ep.Issuer); err != nil {
+			t.logger.Warn("discovered authorization server is not trusted with this credential's secret",
+				zap.String("credential", t.credentialID), zap.String("issuer", ep.Issuer),
+				zap.String("resource", t.resource), zap.String("fix", "add the issuer to trusted_issuers, or set issuer"))
+			return err
+		}
+	}
+	return nil
+}
+
+// authorizationResponse decides whether an authorization response may
+// complete pending: RFC 9207's iss rule.
+func (t trustPolicy) authorizationResponse(resp oauthclient.AuthorizationResponse, pending *tokenstore.PendingAuthorization) error {
+	return oauthclient.CheckIssuer(resp, pending.Issuer, pending.IssRequired)
+}
+
+// completion decides whether a flow to pending.Issuer may complete a
+// credential bound to bound ("" for none).
+func (t trustPolicy) completion(bound string, pending *tokenstore.PendingAuthorization) error {
+	if bound != "" && bound != pending.Issuer {
+		return fmt.Errorf("%w: bound to %s, the flow went to %s", tokenstore.ErrIssuerBound, bound, pending.Issuer)
+	}
+	return nil
+}
 
 // issuerTrust decides whether a discovered authorization server may
 // receive this credential's shared secret (a client secret or a refresh

@@ -9,9 +9,20 @@ import (
 	"path"
 	"strings"
 	"time"
-
-	"github.com/caddyserver/certmagic"
 )
+
+// KeyValueStorage is the part of certmagic.Storage (Caddy's storage
+// abstraction) the StorageBackend uses: every certmagic.Storage is one.
+// It is declared here, with standard types only, so that tokenstore (and
+// the gateway core above it) does not depend on Caddy's libraries.
+type KeyValueStorage interface {
+	Store(ctx context.Context, key string, value []byte) error
+	Load(ctx context.Context, key string) ([]byte, error)
+	Delete(ctx context.Context, key string) error
+	List(ctx context.Context, path string, recursive bool) ([]string, error)
+	Lock(ctx context.Context, name string) error
+	Unlock(ctx context.Context, name string) error
+}
 
 // StorageBackend keeps records in a certmagic.Storage: Caddy's configured
 // storage (by default the file system under Caddy's data directory) or a
@@ -21,7 +32,7 @@ import (
 // with mode 0600, and its locks are lock files with stale detection, so
 // several Caddy processes sharing one data directory refresh safely.
 type StorageBackend struct {
-	storage certmagic.Storage
+	storage KeyValueStorage
 	prefix  string
 	// local serialises lock holders inside this process, so goroutines do
 	// not poll lock files against each other.
@@ -37,7 +48,7 @@ type storageEnvelope struct {
 
 // NewStorageBackend stores records under prefix (default "oauth_gateway")
 // in storage.
-func NewStorageBackend(storage certmagic.Storage, prefix string) *StorageBackend {
+func NewStorageBackend(storage KeyValueStorage, prefix string) *StorageBackend {
 	if prefix == "" {
 		prefix = "oauth_gateway"
 	}

@@ -1,0 +1,42 @@
+package gateway
+
+import (
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// The architecture in one test: dependencies point one way, caddymodule →
+// gateway → tokenstore / oauthclient / discovery → normalize / challenge /
+// redact, and nothing below caddymodule depends on Caddy.
+func TestDependenciesPointOneWay(t *testing.T) {
+	const module = "github.com/oauthgw/caddy-oauth-gateway/"
+	layers := map[string][]string{
+		// package: the project packages it must not depend on
+		"gateway":     {"caddymodule"},
+		"tokenstore":  {"caddymodule", "gateway", "oauthclient", "discovery"},
+		"oauthclient": {"caddymodule", "gateway", "tokenstore", "discovery"},
+		"discovery":   {"caddymodule", "gateway", "tokenstore", "oauthclient"},
+		"normalize":   {"caddymodule", "gateway", "tokenstore", "oauthclient", "discovery"},
+		"challenge":   {"caddymodule", "gateway", "tokenstore", "oauthclient", "discovery"},
+		"redact":      {"caddymodule", "gateway", "tokenstore", "oauthclient", "discovery"},
+	}
+	for pkg, forbidden := range layers {
+		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "list", "-deps", module+pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if strings.Contains(dep, "github.com/caddyserver/") {
+				t.Errorf("%s depends on %s: nothing below caddymodule may depend on Caddy", pkg, dep)
+			}
+			for _, f := range forbidden {
+				if dep == module+f || strings.HasPrefix(dep, module+f+"/") {
+					t.Errorf("%s depends on %s, a package above it", pkg, dep)
+				}
+			}
+		}
+	}
+}
