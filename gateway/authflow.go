@@ -205,6 +205,9 @@ func (f *authFlow) begin(ctx context.Context, principal string, operator bool, r
 		return "", fmt.Errorf("reading the credential's authorization server binding: %w", err)
 	}
 	ep, err := f.req.endpointsFor(ctx, pinned)
+	if err != nil && f.g.migrateIfServerChanged(ctx, cred, err) {
+		ep, err = f.req.endpointsFor(ctx, "") // bound to nothing now
+	}
 	if err != nil {
 		return "", err
 	}

@@ -29,6 +29,7 @@ var gatewayMetrics = struct {
 	rejectedAgain         prometheus.Counter
 	replayBudget          prometheus.Counter
 	authorizationRequired prometheus.Counter
+	migrations            prometheus.Counter
 }{
 	tokenRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "token_requests_total",
@@ -84,6 +85,10 @@ var gatewayMetrics = struct {
 		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "authorization_required_total",
 		Help: "Requests answered with \"authorization required\" (a redirect into the flow, a URL elicitation or a 401) because the credential holds no token yet.",
 	}),
+	migrations: prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "authorization_server_migrations_total",
+		Help: "Credentials that let go of their authorization server because the resource named a new one (SEP-2352): their user consents again there.",
+	}),
 	adopted: prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "tokens_adopted_total",
 		Help: "Tokens taken from the store (written by another instance or before a restart) instead of requested.",
@@ -110,7 +115,7 @@ func RegisterMetrics(reg prometheus.Registerer) error {
 		gatewayMetrics.tokenRequests, gatewayMetrics.tokenLatency, gatewayMetrics.refreshes,
 		gatewayMetrics.replays, gatewayMetrics.stepUps, gatewayMetrics.discoveryFetches,
 		gatewayMetrics.cache, gatewayMetrics.lockWaits, gatewayMetrics.deadCredentials,
-		gatewayMetrics.storeErrors, gatewayMetrics.adopted, gatewayMetrics.rejectedAgain, gatewayMetrics.replayBudget, gatewayMetrics.authorizationRequired,
+		gatewayMetrics.storeErrors, gatewayMetrics.adopted, gatewayMetrics.rejectedAgain, gatewayMetrics.replayBudget, gatewayMetrics.authorizationRequired, gatewayMetrics.migrations,
 	} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

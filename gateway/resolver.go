@@ -339,6 +339,8 @@ type untrustedError struct {
 	kind untrustedKind
 	msg  string
 	err  error
+	// pinned and advertised name both servers of an untrustedPin.
+	pinned, advertised string
 }
 
 // untrustedKind says, in a stable sentence for clients, why discovery

@@ -50,7 +50,7 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, next Next) error
 		cacheMisses.Inc()
 	}
 	if err != nil {
-		if g.needsAuthorization(err) {
+		if g.needsAuthorization(err) || g.migrateIfServerChanged(r.Context(), cred, err) {
 			return g.respondNeedsAuthorization(w, r)
 		}
 		if !g.canLearnFromChallenge(err) {
@@ -152,7 +152,7 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, next Next) error
 			if rerr != nil {
 				putInterceptor(ic)
 				resetHeader(w.Header(), origHeader)
-				if g.needsAuthorization(rerr) {
+				if g.needsAuthorization(rerr) || g.migrateIfServerChanged(r.Context(), cred, rerr) {
 					return g.respondNeedsAuthorization(w, r)
 				}
 				return g.respondTokenError(w, r, cred, rerr)

@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/net/publicsuffix"
@@ -49,7 +52,7 @@ func (t trustPolicy) allow(pinned string, ep *endpoints) error {
 		t.logger.Warn("upstream points at a different authorization server; not sending credentials there",
 			zap.String("credential", t.credentialID), zap.String("pinned_issuer", pinned),
 			zap.String("advertised_issuer", ep.Issuer), zap.String("resource", t.resource))
-		return &untrustedError{kind: untrustedPin, msg: fmt.Sprintf("the upstream now names authorization server %s, but this credential is bound to %s; "+
+		return &untrustedError{kind: untrustedPin, pinned: pinned, advertised: ep.Issuer, msg: fmt.Sprintf("the upstream now names authorization server %s, but this credential is bound to %s; "+
 			"the gateway will not send its credentials there until the configuration changes or an operator unpins it", ep.Issuer, pinned)}
 	}
 	if ep.discovered {
@@ -76,6 +79,42 @@ func (t trustPolicy) completion(bound string, pending *tokenstore.PendingAuthori
 		return fmt.Errorf("%w: bound to %s, the flow went to %s", tokenstore.ErrIssuerBound, bound, pending.Issuer)
 	}
 	return nil
+}
+
+// migrateIfServerChanged applies SEP-2352 (MCP 2026-07-28) to a token
+// acquisition that failed because the resource now names another
+// authorization server than the credential is bound to. Credentials
+// whose client the gateway obtained itself (dynamic registration or a
+// client metadata document) and whose tokens came from a user's consent
+// are never reused with the new server: the refresh token is revoked at
+// the old one where it can be, the credential lets go of it and goes back
+// to consent, which registers anew at the new server. Operator-configured
+// clients stay bound (fail closed: `unpin` or a configuration change).
+// It reports whether the caller should answer "authorization required".
+func (g *Gateway) migrateIfServerChanged(ctx context.Context, src tokenSource, err error) bool {
+	var ue *untrustedError
+	if g.flow == nil || g.flow.req.registration == nil || g.flow.req.registration.configured ||
+		!errors.As(err, &ue) || ue.kind != untrustedPin {
+		return false
+	}
+	cred, ok := src.(*tokenstore.Credential)
+	if !ok {
+		return false
+	}
+	why := fmt.Sprintf("the resource's authorization server changed from %s to %s; consent again (the gateway registers anew there)", ue.pinned, ue.advertised)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	migrated, revokeErr := cred.Migrate(ctx, ue.pinned, why)
+	if !migrated {
+		return revokeErr == nil && cred.Status().Issuer == ""
+	}
+	gatewayMetrics.migrations.Inc()
+	fields := []zap.Field{zap.String("credential", cred.ID()), zap.String("old_issuer", ue.pinned), zap.String("new_issuer", ue.advertised)}
+	if revokeErr != nil {
+		fields = append(fields, zap.NamedError("revocation_error", revokeErr))
+	}
+	g.logger.Warn("authorization server changed: the credential lets go of the old one and goes back to consent (SEP-2352)", fields...)
+	return true
 }
 
 // issuerTrust decides whether a discovered authorization server may

@@ -339,3 +339,42 @@ func (c *Credential) ResetBackoff() {
 	}
 	c.mu.Unlock()
 }
+
+// Migrate lets go of the authorization server from, for a credential
+// whose tokens and client the gateway obtained itself (MCP 2026-07-28,
+// SEP-2352: never reused with another server). Under the lock, when the
+// credential is still bound to from: its refresh token is revoked at from
+// where the server offers RFC 7009 (best effort; the error is returned
+// beside success), then its tokens, key and binding are dropped and it
+// waits for a new consent, with why as its last error. It reports whether
+// this call migrated it (false: already bound elsewhere or to nothing).
+func (c *Credential) Migrate(ctx context.Context, from, why string) (migrated bool, revokeErr error) {
+	rec, err := c.latestRecord(ctx)
+	if err != nil {
+		return false, err
+	}
+	if rec.Issuer == "" || rec.Issuer != from {
+		return false, nil
+	}
+	if rv, ok := c.requester.Load().r.(Revoker); ok && rec.RefreshToken != "" {
+		revokeErr = rv.Revoke(ctx, from, rec.RefreshToken, "refresh_token")
+	}
+	err = c.rewrite(ctx, "migrated", func(next *Record) error {
+		if next.Issuer != from {
+			return errNotMigrated
+		}
+		clearTokens(next)
+		next.RefreshToken, next.DPoPKey, next.TokenEndpoint, next.Issuer = "", "", "", ""
+		next.Dead, next.LastError, next.Revoked = true, why, false
+		return nil
+	})
+	if errors.Is(err, errNotMigrated) {
+		return false, revokeErr
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, revokeErr
+}
+
+var errNotMigrated = errors.New("tokenstore: bound elsewhere meanwhile")

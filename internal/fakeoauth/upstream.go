@@ -100,6 +100,7 @@ type Upstream struct {
 	mu               sync.Mutex
 	origin           string
 	advertisedIssuer string
+	movedTo          *AuthServer
 	requests         int
 	unauthorized     int
 	forbidden        int
@@ -203,6 +204,26 @@ func (u *Upstream) LastAuthorizationFor(path string) string {
 	return u.lastAuthByPath[path]
 }
 
+// MoveTo makes as the upstream's authorization server: its metadata names
+// it and only its tokens are accepted (a resource migrated to another
+// authorization server, MCP SEP-2352).
+func (u *Upstream) MoveTo(as *AuthServer) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.movedTo = as
+	u.advertisedIssuer = as.Issuer()
+}
+
+// validator is the authorization server whose tokens are accepted.
+func (u *Upstream) validator() *AuthServer {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.movedTo != nil {
+		return u.movedTo
+	}
+	return u.opts.AuthServer
+}
+
 // ServeHTTP implements http.Handler.
 func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, wellKnownPR) {
@@ -221,7 +242,8 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		u.deny(w, http.StatusUnauthorized, "", false)
 		return
 	}
-	scopes, ok := u.opts.AuthServer.ValidateFor(token, u.Resource())
+	as := u.validator()
+	scopes, ok := as.ValidateFor(token, u.Resource())
 	if !ok {
 		u.deny(w, http.StatusUnauthorized, "", true)
 		return
@@ -241,7 +263,7 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/mcp" || strings.HasPrefix(r.URL.Path, "/mcp/"):
 		serveJSONRPC(w, r)
 	default:
-		serveEcho(w, r, auth, scopes, u.opts.AuthServer.SubjectOf(token))
+		serveEcho(w, r, auth, scopes, as.SubjectOf(token))
 	}
 }
 
