@@ -44,6 +44,7 @@ func (h *Handler) provision(ctx caddy.Context) error {
 		return err
 	}
 	h.warnLiteralSecrets(cfg.Resource)
+	h.warnSubjectTokenLogged(ctx, cfg.Resource)
 	opts := gateway.Options{
 		Manager:           app.Manager(),
 		Logger:            h.logger,
