@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -53,6 +54,8 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		idp_token_endpoint <url>
 //		idp_client_id   <id>
 //		idp_client_secret <secret>
+//		exchange_rate   <per_second> [<burst>]
+//		exchange_rate_per_client <per_second> [<burst>]
 //		dpop
 //		redirect_uri    <url>
 //		principal       <placeholder>
@@ -104,7 +107,7 @@ var handlerSubdirectives = []string{"resource", "token_endpoint", "issuer", "tru
 	"resource_parameter", "max_replay_body", "timeout", "token_wait", "upstream_errors", "error_alias", "insecure_allow_http",
 	"redirect_uri", "principal", "credential_group", "client_metadata_url", "authorization_param", "authorization_state_ttl",
 	"max_pending_authorizations", "client_key", "client_key_id", "jwks_uri", "assertion_file", "subject_token", "subject_token_type",
-	"idp_token_endpoint", "idp_client_id", "idp_client_secret", "dpop"}
+	"idp_token_endpoint", "idp_client_id", "idp_client_secret", "exchange_rate", "exchange_rate_per_client", "dpop"}
 
 var repeatableSubdirectives = map[string]struct{}{
 	"scope": {}, "max_scope": {}, "trusted_issuers": {}, "discovery_allow_hosts": {}, "upstream_errors": {}, "error_alias": {},
@@ -194,6 +197,16 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, name string) err
 			return d.Errf("max_pending_authorizations: want a positive number, got %q", val)
 		}
 		h.MaxPendingAuthorizations = n
+	case "exchange_rate", "exchange_rate_per_client":
+		perSecond, burst, err := parseExchangeRate(d, name)
+		if err != nil {
+			return err
+		}
+		if name == "exchange_rate" {
+			h.ExchangeRate, h.ExchangeBurst = perSecond, burst
+		} else {
+			h.ExchangeRatePerClient, h.ExchangeBurstPerClient = perSecond, burst
+		}
 	case "error_alias":
 		return parseErrorAlias(d, &h.ErrorAliases)
 	case "insecure_allow_http":
@@ -312,6 +325,27 @@ func singleArg(d *caddyfile.Dispenser) (string, error) {
 		return "", d.ArgErr()
 	}
 	return val, nil
+}
+
+// parseExchangeRate reads `<name> <per_second> [<burst>]`: a positive
+// number of exchanges a second (a fraction allowed) and a positive burst
+// (0 when left out: the gateway's default, twice the rate).
+func parseExchangeRate(d *caddyfile.Dispenser, name string) (float64, int, error) {
+	args := d.RemainingArgs()
+	if len(args) < 1 || len(args) > 2 {
+		return 0, 0, d.Errf("%s: want <per_second> [<burst>], e.g. %s 20 40", name, name)
+	}
+	perSecond, err := strconv.ParseFloat(args[0], 64)
+	if err != nil || !(perSecond > 0) || math.IsInf(perSecond, 0) {
+		return 0, 0, d.Errf("%s: want a positive number of exchanges per second, got %q", name, args[0])
+	}
+	burst := 0
+	if len(args) == 2 {
+		if burst, err = strconv.Atoi(args[1]); err != nil || burst <= 0 {
+			return 0, 0, d.Errf("%s: want a positive burst, got %q", name, args[1])
+		}
+	}
+	return perSecond, burst, nil
 }
 
 // parseErrorAlias reads `error_alias <vendor_code> <standard_code>` into m.

@@ -219,6 +219,26 @@ type Handler struct {
 	IDPClientID     string `json:"idp_client_id,omitempty"`
 	IDPClientSecret string `json:"idp_client_secret,omitempty"`
 
+	// ExchangeRate bounds the exchanges of grants token_exchange and
+	// id_jag that reach the authorization server (for id_jag the identity
+	// provider first), for this handler as a whole: a token bucket
+	// refilled at this many exchanges a second (default 20), holding at
+	// most ExchangeBurst (default twice the rate). A cached exchanged
+	// token, a subject token remembered as refused (30 s) and a request
+	// joining an exchange under way cost nothing. Over it, requests that
+	// need an exchange get 429 with Retry-After.
+	ExchangeRate  float64 `json:"exchange_rate,omitempty"`
+	ExchangeBurst int     `json:"exchange_burst,omitempty"`
+
+	// ExchangeRatePerClient and ExchangeBurstPerClient are the same bound
+	// per client (default 2 a second, burst 4): the principal when
+	// principal is set, else the address of the request's direct peer
+	// (an IPv6 address by its /64). Behind a proxy, that is the proxy's
+	// address for every client: set principal, or raise this to
+	// exchange_rate.
+	ExchangeRatePerClient  float64 `json:"exchange_rate_per_client,omitempty"`
+	ExchangeBurstPerClient int     `json:"exchange_burst_per_client,omitempty"`
+
 	// DPoP binds tokens to a key (RFC 9449, ES256): one key per
 	// credential, stored with it (encrypted under encryption_key), a
 	// proof on every token request and upstream request. A server that

@@ -100,6 +100,8 @@ func (h *Handler) expand() (gateway.Config, error) {
 		Principal: h.Principal, CredentialGroup: h.CredentialGroup, AuthorizationParams: h.AuthorizationParams,
 		AuthorizationStateTTL: time.Duration(h.AuthorizationStateTTL), MaxPendingAuthorizations: h.MaxPendingAuthorizations,
 		SubjectToken: h.SubjectToken, SubjectTokenType: h.SubjectTokenType, DPoP: h.DPoP,
+		ExchangeRate: h.ExchangeRate, ExchangeBurst: h.ExchangeBurst,
+		ExchangeClientRate: h.ExchangeRatePerClient, ExchangeClientBurst: h.ExchangeBurstPerClient,
 	}
 	var err error
 	for _, f := range []struct {

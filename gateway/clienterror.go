@@ -36,6 +36,10 @@ func (g *Gateway) respondTokenError(w http.ResponseWriter, r *http.Request, cred
 	if errors.Is(err, tokenstore.ErrNoSubjectToken) || errors.Is(err, tokenstore.ErrSubjectRejected) {
 		return g.respondSubjectError(w, cred, err)
 	}
+	var throttled *exchangeThrottled
+	if errors.As(err, &throttled) {
+		return g.respondThrottled(w, cred, throttled)
+	}
 	id := cred.ID()
 	status, retryAfter := http.StatusBadGateway, 0
 	body := oauthErrorBody{Error: "server_error"}

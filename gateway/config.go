@@ -103,6 +103,19 @@ type Config struct {
 	// IDPTokenEndpoint, IDPClientID and IDPClientSecret: the identity
 	// provider of grant id_jag.
 	IDPTokenEndpoint, IDPClientID, IDPClientSecret string
+	// ExchangeRate and ExchangeBurst bound the exchanges (grants
+	// token_exchange and id_jag) that reach the authorization server for
+	// this gateway as a whole: a token bucket of ExchangeRate exchanges a
+	// second holding at most ExchangeBurst (default 20 a second, burst
+	// 40; a rate without a burst: burst twice the rate).
+	ExchangeRate  float64
+	ExchangeBurst int
+	// ExchangeClientRate and ExchangeClientBurst bound them likewise per
+	// client: the principal when Principal is set, else the request's
+	// direct peer address (r.RemoteAddr; an IPv6 address by its /64).
+	// Default 2 a second, burst 4.
+	ExchangeClientRate  float64
+	ExchangeClientBurst int
 	// DPoP binds tokens to a key (RFC 9449).
 	DPoP bool
 }
@@ -125,5 +138,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.TokenWait == 0 {
 		c.TokenWait = defaultTokenWait
+	}
+	if isExchange(c.Grant) {
+		c.ExchangeRate, c.ExchangeBurst = exchangeRateDefaults(c.ExchangeRate, c.ExchangeBurst, defaultExchangeRate)
+		c.ExchangeClientRate, c.ExchangeClientBurst = exchangeRateDefaults(c.ExchangeClientRate, c.ExchangeClientBurst, defaultExchangeClientRate)
 	}
 }

@@ -62,6 +62,8 @@ func (s *exchangeSource) ResetBackoff() {}
 // principal when configured, else by the token's `sub` claim (a JWT),
 // else by a hash of the token. The key only groups requests; the cache
 // serves a token only for the very subject token it was obtained with.
+// Its Client is who the request's exchanges count against
+// (exchangeClient).
 func (g *Gateway) subjectOf(r *http.Request) tokenstore.Subject {
 	raw := g.opts.SubjectToken(r)
 	if g.opts.SubjectTokenHeader != "" {
@@ -80,9 +82,14 @@ func (g *Gateway) subjectOf(r *http.Request) tokenstore.Subject {
 	}
 	sub, exp, isJWT := oauthclient.SubjectOf(token)
 	s.Expiry = exp
+	principal := ""
+	if g.opts.Principal != nil {
+		principal = strings.TrimSpace(g.opts.Principal(r))
+	}
+	s.Client = exchangeClient(principal, r.RemoteAddr)
 	switch {
 	case g.opts.Principal != nil:
-		s.Key = "principal:" + strings.TrimSpace(g.opts.Principal(r))
+		s.Key = "principal:" + principal
 	case isJWT && sub != "":
 		s.Key = "sub:" + sub
 	default:
@@ -222,11 +229,15 @@ func (g *Gateway) provisionExchange(req *requester, client *oauthclient.Client) 
 		// discovered: the plain client (no redirects) is the right one.
 		req.idpClient = &oauthclient.Client{Aliases: client.Aliases, Timeout: client.Timeout, UserAgent: client.UserAgent}
 	}
+	limit := newExchangeLimiter(x, g.logger, g.credentialID)
 	g.exchange = tokenstore.NewExchangeCache(tokenstore.ExchangeOptions{
 		Size:      g.opts.ExchangeCacheSize,
 		DecodeKey: DecodeDPoPKey,
+		Admit:     limit.admit,
 	}, req.exchangeToken)
 	g.logger.Debug("token exchange configured", zap.String("credential", g.credentialID),
-		zap.String("resource", x.Resource), zap.String("grant", g.Grant))
+		zap.String("resource", x.Resource), zap.String("grant", g.Grant),
+		zap.Float64("exchange_rate", x.ExchangeRate), zap.Int("exchange_burst", x.ExchangeBurst),
+		zap.Float64("exchange_rate_per_client", x.ExchangeClientRate), zap.Int("exchange_burst_per_client", x.ExchangeClientBurst))
 	return nil
 }

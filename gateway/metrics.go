@@ -30,6 +30,7 @@ var gatewayMetrics = struct {
 	replayBudget          prometheus.Counter
 	authorizationRequired prometheus.Counter
 	migrations            prometheus.Counter
+	exchangesThrottled    *prometheus.CounterVec
 }{
 	tokenRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "token_requests_total",
@@ -89,6 +90,10 @@ var gatewayMetrics = struct {
 		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "authorization_server_migrations_total",
 		Help: "Credentials that let go of their authorization server because the resource named a new one (SEP-2352): their user consents again there.",
 	}),
+	exchangesThrottled: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "exchanges_throttled_total",
+		Help: "Token exchanges (grants token_exchange, id_jag) refused with 429 before reaching the authorization server, by the rate limit that was reached: client (exchange_rate_per_client) or credential (exchange_rate).",
+	}, []string{"scope"}),
 	adopted: prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "oauth_gateway", Name: "tokens_adopted_total",
 		Help: "Tokens taken from the store (written by another instance or before a restart) instead of requested.",
@@ -99,6 +104,9 @@ var gatewayMetrics = struct {
 var (
 	cacheHits   = gatewayMetrics.cache.WithLabelValues("hit")
 	cacheMisses = gatewayMetrics.cache.WithLabelValues("miss")
+
+	throttledClient     = gatewayMetrics.exchangesThrottled.WithLabelValues(scopeClient)
+	throttledCredential = gatewayMetrics.exchangesThrottled.WithLabelValues(scopeCredential)
 )
 
 var registerOnce sync.Mutex
@@ -116,6 +124,7 @@ func RegisterMetrics(reg prometheus.Registerer) error {
 		gatewayMetrics.replays, gatewayMetrics.stepUps, gatewayMetrics.discoveryFetches,
 		gatewayMetrics.cache, gatewayMetrics.lockWaits, gatewayMetrics.deadCredentials,
 		gatewayMetrics.storeErrors, gatewayMetrics.adopted, gatewayMetrics.rejectedAgain, gatewayMetrics.replayBudget, gatewayMetrics.authorizationRequired, gatewayMetrics.migrations,
+		gatewayMetrics.exchangesThrottled,
 	} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

@@ -278,7 +278,19 @@ func (c *Config) validateExchange() error {
 				return fmt.Errorf("%s: only with grant token_exchange or id_jag", f.name)
 			}
 		}
+		if c.ExchangeRate != 0 || c.ExchangeBurst != 0 {
+			return fmt.Errorf("exchange_rate: only with grant token_exchange or id_jag")
+		}
+		if c.ExchangeClientRate != 0 || c.ExchangeClientBurst != 0 {
+			return fmt.Errorf("exchange_rate_per_client: only with grant token_exchange or id_jag")
+		}
 		return nil
+	}
+	if err := checkExchangeRate("exchange_rate", c.ExchangeRate, c.ExchangeBurst); err != nil {
+		return err
+	}
+	if err := checkExchangeRate("exchange_rate_per_client", c.ExchangeClientRate, c.ExchangeClientBurst); err != nil {
+		return err
 	}
 	if c.SubjectToken == "" {
 		return fmt.Errorf("subject_token: required for grant %s (a placeholder such as {http.request.header.X-Id-Token})", c.Grant)

@@ -31,6 +31,9 @@ type Subject struct {
 	// Expiry is the subject token's own expiry, zero when unknown: an
 	// exchanged token is not used past it.
 	Expiry time.Time
+	// Client names who sent the request, for ExchangeOptions.Admit (the
+	// cache itself ignores it).
+	Client string
 }
 
 // ExchangeFunc exchanges a subject token for an access token (RFC 8693,
@@ -53,6 +56,12 @@ type ExchangeOptions struct {
 	ConfigRetry time.Duration
 	// DecodeKey parses a DPoP key for tokens (nil: tokens are unbound).
 	DecodeKey func([]byte) (any, error)
+	// Admit, when set, is asked before each exchange that would reach the
+	// server, by the request that starts it: not for a token or a failure
+	// answered from memory, nor for requests that join an exchange under
+	// way for the same subject token. An error refuses the exchange; it
+	// is returned to the requests as is and not remembered.
+	Admit func(Subject) error
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -150,6 +159,11 @@ func (x *ExchangeCache) Token(ctx context.Context, s Subject, failed string) (to
 // obtain runs one exchange (shared by the requests waiting for it) and
 // records its outcome.
 func (x *ExchangeCache) obtain(s Subject, sum [32]byte) (*Token, error) {
+	if x.opts.Admit != nil {
+		if err := x.opts.Admit(s); err != nil {
+			return nil, err
+		}
+	}
 	prev, _ := x.entries.Peek(s.Key)
 	var key string
 	if prev != nil {
