@@ -34,6 +34,17 @@ func newFakeAdmin(t *testing.T, list ...tokenstore.Status) (*fakeAdmin, string) 
 		f.authorized <- id
 		_ = json.NewEncoder(w).Encode(map[string]string{"id": id, "authorization_url": "https://as.example/authorize?state=s-" + id})
 	})
+	mux.HandleFunc("POST /oauth_gateway/credentials/{id}/refresh", func(w http.ResponseWriter, r *http.Request) {
+		st := tokenstore.Status{ID: r.PathValue("id"), State: tokenstore.StateHealthy, Generation: 7}
+		_ = json.NewEncoder(w).Encode(st)
+	})
+	mux.HandleFunc("POST /oauth_gateway/credentials/{id}/revoke", func(w http.ResponseWriter, r *http.Request) {
+		res := map[string]any{"id": r.PathValue("id"), "state": "dead"}
+		if r.URL.Query().Get("forget") != "true" {
+			res["revocation"] = map[string]bool{"refresh_token_revoked": true, "access_token_revoked": true}
+		}
+		_ = json.NewEncoder(w).Encode(res)
+	})
 	mux.HandleFunc("GET /oauth_gateway/events", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		rc := http.NewResponseController(w)
@@ -204,10 +215,31 @@ func TestCommandAuthorizeAmbiguous(t *testing.T) {
 func TestCommandAdminDown(t *testing.T) {
 	_, addr := newFakeAdmin(t)
 	srvDown := "127.0.0.1:1"
-	if _, err := runGatewayCommand("status", "--address", srvDown); err == nil {
-		t.Error("status against nothing succeeded")
+	_, err := runGatewayCommand("status", "--address", srvDown)
+	if err == nil || !strings.Contains(err.Error(), srvDown) || !strings.Contains(err.Error(), "--address") || strings.Contains(err.Error(), "dial tcp") {
+		t.Errorf("status against nothing: %v, want the address tried and how to name another", err)
 	}
 	if out, err := runGatewayCommand("status", "--address", addr); err != nil || strings.Count(out, "\n") != 1 {
 		t.Errorf("empty list: %v %q", err, out)
+	}
+}
+
+// Issue 22, item 5: refresh and revoke at a shell, by id or resource.
+func TestCommandRefreshAndRevoke(t *testing.T) {
+	_, addr := newFakeAdmin(t, tokenstore.Status{ID: "c1", Resource: "https://api.example/v1", Grant: "client_credentials"})
+	out, err := runGatewayCommand("refresh", "https://api.example/v1", "--address", addr)
+	if err != nil || !strings.Contains(out, "c1: healthy, generation 7") {
+		t.Fatalf("refresh: %v %q", err, out)
+	}
+	out, err = runGatewayCommand("revoke", "c1", "--address", addr)
+	if err != nil || !strings.Contains(out, "refresh token revoked: true") {
+		t.Fatalf("revoke: %v %q", err, out)
+	}
+	out, err = runGatewayCommand("revoke", "c1", "--forget", "--address", addr)
+	if err != nil || !strings.Contains(out, "nothing revoked") {
+		t.Fatalf("revoke --forget: %v %q", err, out)
+	}
+	if _, err := runGatewayCommand("refresh", "nope", "--address", addr); err == nil || !strings.Contains(err.Error(), "no credential") {
+		t.Fatalf("unknown credential: %v", err)
 	}
 }
