@@ -26,11 +26,14 @@ export GOFLAGS := -trimpath
 FUZZ_TARGETS ?= $(shell grep -r --include='*_test.go' -o '^func Fuzz[A-Za-z0-9_]*' . \
 	| sed -E 's|^(.*)/[^/]*_test.go:func (Fuzz.*)$$|\1:\2|' | sort -u)
 
-.PHONY: build build-race gen-main run demo test test-deps unit fuzz bench chaos clean
+.PHONY: build build-race gen-main run demo test test-deps unit repo-check fuzz bench chaos clean
 
+# xcaddy resolves a module with no version at the module proxy, where this
+# checkout is not published: name a placeholder version and replace it
+# with the checkout (`--with module@v0.0.0=<path>`).
 build:
 ifneq ($(shell command -v xcaddy 2>/dev/null),)
-	xcaddy build $(CADDY_VERSION) --with $(MODULE)=. --output $(BIN)
+	xcaddy build $(CADDY_VERSION) --with $(MODULE)@v0.0.0=$(CURDIR) --output $(BIN)
 else
 	@$(MAKE) -s -f xcaddy.mk gen-main
 	$(GO) build -o $(BIN) ./$(MAIN_DIR)
@@ -41,7 +44,7 @@ endif
 # integration tests run so races in the module show up under real traffic.
 build-race:
 ifneq ($(shell command -v xcaddy 2>/dev/null),)
-	XCADDY_RACE_DETECTOR=1 xcaddy build $(CADDY_VERSION) --with $(MODULE)=. --output bin/caddy-race
+	XCADDY_RACE_DETECTOR=1 xcaddy build $(CADDY_VERSION) --with $(MODULE)@v0.0.0=$(CURDIR) --output bin/caddy-race
 else
 	@$(MAKE) -s -f xcaddy.mk gen-main
 	$(GO) build -race -o bin/caddy-race ./$(MAIN_DIR)
@@ -123,11 +126,16 @@ test-deps:
 			echo "the tests need$$missing on the PATH (e.g. sudo apt-get install$$missing)"; exit 1; \
 		fi; }
 
-unit:
+unit: repo-check
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	@test -z "$$(gofmt -l .)" || { echo "not gofmt-clean:"; gofmt -l .; exit 1; }
 	$(GO) vet -race ./...
 	OAUTHGW_CADDY=$(CURDIR)/bin/caddy-race $(GO) test -race -count=1 -timeout 40m ./...
+
+# repo-check: build outputs never in git; no tracked file over 1 MB.
+repo-check:
+	@big=$$(git ls-files -z 2>/dev/null | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$$1 > 1048576 {print $$2 " (" $$1 " bytes)"}'); \
+	if [ -n "$$big" ]; then echo "tracked files over 1 MB (build outputs and data do not belong in git):"; echo "$$big"; exit 1; fi
 
 fuzz:
 	@# One target at a time, each for FUZZTIME inputs (see above).
