@@ -26,14 +26,16 @@ export GOFLAGS := -trimpath
 FUZZ_TARGETS ?= $(shell grep -r --include='*_test.go' -o '^func Fuzz[A-Za-z0-9_]*' . \
 	| sed -E 's|^(.*)/[^/]*_test.go:func (Fuzz.*)$$|\1:\2|' | sort -u)
 
-.PHONY: build build-race gen-main run demo test test-deps unit repo-check fuzz bench chaos clean
+.PHONY: build build-race gen-main run demo test test-deps unit repo-check smoke fuzz bench chaos clean
 
 # xcaddy resolves a module with no version at the module proxy, where this
 # checkout is not published: name a placeholder version and replace it
 # with the checkout (`--with module@v0.0.0=<path>`).
+XCADDY ?= $(shell command -v xcaddy 2>/dev/null)
+
 build:
-ifneq ($(shell command -v xcaddy 2>/dev/null),)
-	xcaddy build $(CADDY_VERSION) --with $(MODULE)@v0.0.0=$(CURDIR) --output $(BIN)
+ifneq ($(XCADDY),)
+	$(XCADDY) build $(CADDY_VERSION) --with $(MODULE)@v0.0.0=$(CURDIR) --output $(BIN)
 else
 	@$(MAKE) -s -f xcaddy.mk gen-main
 	$(GO) build -o $(BIN) ./$(MAIN_DIR)
@@ -43,8 +45,8 @@ endif
 # build-race: the same binary with the race detector, which the
 # integration tests run so races in the module show up under real traffic.
 build-race:
-ifneq ($(shell command -v xcaddy 2>/dev/null),)
-	XCADDY_RACE_DETECTOR=1 xcaddy build $(CADDY_VERSION) --with $(MODULE)@v0.0.0=$(CURDIR) --output bin/caddy-race
+ifneq ($(XCADDY),)
+	XCADDY_RACE_DETECTOR=1 $(XCADDY) build $(CADDY_VERSION) --with $(MODULE)@v0.0.0=$(CURDIR) --output bin/caddy-race
 else
 	@$(MAKE) -s -f xcaddy.mk gen-main
 	$(GO) build -race -o bin/caddy-race ./$(MAIN_DIR)
@@ -131,6 +133,17 @@ unit: repo-check
 	@test -z "$$(gofmt -l .)" || { echo "not gofmt-clean:"; gofmt -l .; exit 1; }
 	$(GO) vet -race ./...
 	OAUTHGW_CADDY=$(CURDIR)/bin/caddy-race $(GO) test -race -count=1 -timeout 40m ./...
+
+# smoke: the binary users build — `make build` with xcaddy (XCADDY names
+# it; CI installs github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5) — through
+# the gateway's main paths: injection, 401 replay, streaming, a real MCP
+# client, per-user consent, discovery.
+SMOKE_TESTS ?= TestSmokePlainReverseProxy|TestInjectsGatewayTokenAndReusesIt|TestReplaysBodyAfterUpstream401|TestSSEStreamsEventByEvent|TestMCPClientThroughGateway|TestAuthorizationCodePerUser|TestDiscoveryFindsPathIssuer
+
+smoke: test-deps
+	@test -n "$(XCADDY)" || { echo "smoke needs xcaddy: go install github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5"; exit 1; }
+	$(XCADDY) build $(CADDY_VERSION) --with $(MODULE)@v0.0.0=$(CURDIR) --output bin/caddy-xcaddy
+	OAUTHGW_CADDY=$(CURDIR)/bin/caddy-xcaddy $(GO) test -count=1 -run '^($(SMOKE_TESTS))$$' ./integration
 
 # repo-check: build outputs never in git; no tracked file over 1 MB.
 repo-check:

@@ -119,7 +119,7 @@ func (r *requester) exchange(ctx context.Context, p *tokenstore.PendingAuthoriza
 		CodeVerifier:  p.CodeVerifier,
 	}
 	if r.sendResource {
-		req.Resource = r.resource
+		req.Resource = r.resourceFor(ep)
 	}
 	// A new consent, a new key: the refresh token it yields may be bound
 	// to it (RFC 9449 §5).

@@ -248,7 +248,7 @@ func (f *authFlow) begin(ctx context.Context, principal string, operator bool, r
 		State: state, CodeChallenge: challenge, Scopes: scopes, Extra: f.params,
 	}
 	if f.req.sendResource {
-		ar.Resource = f.req.resource
+		ar.Resource = f.req.resourceFor(ep)
 	}
 	return ar.URL()
 }

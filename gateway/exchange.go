@@ -109,11 +109,11 @@ func (r *requester) exchangeToken(ctx context.Context, subjectToken, storedKey s
 	}
 	req := oauthclient.Request{TokenEndpoint: ep.TokenEndpoint, Scopes: r.exchangeScopes}
 	if r.sendResource {
-		req.Resource = r.resource
+		req.Resource = r.resourceFor(ep)
 	}
 	switch r.grant {
 	case tokenstore.GrantIDJAG:
-		idjag, err := r.idJAG(ctx, subjectToken, ep.Issuer)
+		idjag, err := r.idJAG(ctx, subjectToken, ep.Issuer, r.resourceFor(ep))
 		if err != nil {
 			return nil, err
 		}
@@ -132,7 +132,7 @@ func (r *requester) exchangeToken(ctx context.Context, subjectToken, storedKey s
 // idJAG asks the identity provider for an Identity Assertion JWT
 // Authorization Grant for the user of subjectToken, addressed to the
 // resource's authorization server (audience) and the resource.
-func (r *requester) idJAG(ctx context.Context, subjectToken, issuer string) (string, error) {
+func (r *requester) idJAG(ctx context.Context, subjectToken, issuer, resource string) (string, error) {
 	if issuer == "" {
 		return "", &configError{msg: "the resource's authorization server has no issuer identifier to address the ID-JAG to",
 			hint: "the ID-JAG needs the authorization server's issuer (set issuer)"}
@@ -144,7 +144,7 @@ func (r *requester) idJAG(ctx context.Context, subjectToken, issuer string) (str
 		SubjectTokenType:   r.subjectTokenType,
 		RequestedTokenType: oauthclient.TokenTypeIDJAG,
 		Audience:           issuer,
-		Resource:           r.resource,
+		Resource:           resource,
 		Scopes:             r.exchangeScopes,
 	}
 	resp, err := r.idpClient.Token(ctx, r.idp.creds, req)

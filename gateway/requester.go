@@ -107,6 +107,17 @@ func (r *requester) Revoke(ctx context.Context, pinned, token, hint string) erro
 	return r.client.Revoke(ctx, creds, endpoint, token, hint)
 }
 
+// resourceFor is the RFC 8707 resource parameter for ep's server: the
+// protected resource metadata's `resource` when discovery read one (RFC
+// 9728 §3: the configured URL may be a longer form of it, within the
+// resource), else the configured resource.
+func (r *requester) resourceFor(ep *endpoints) string {
+	if ep != nil && ep.Resource != "" {
+		return ep.Resource
+	}
+	return r.resource
+}
+
 // RequestToken implements tokenstore.Requester.
 func (r *requester) RequestToken(ctx context.Context, tr tokenstore.TokenRequest) (*tokenstore.TokenResult, error) {
 	ep, err := r.endpointsFor(ctx, tr.PinnedIssuer)
@@ -127,7 +138,7 @@ func (r *requester) RequestToken(ctx context.Context, tr tokenstore.TokenRequest
 		req.Grant = oauthclient.GrantJWTBearer
 	}
 	if r.sendResource {
-		req.Resource = r.resource
+		req.Resource = r.resourceFor(ep)
 	}
 	creds, err := r.clientFor(ctx, ep)
 	if err != nil {

@@ -30,6 +30,10 @@ type endpoints struct {
 	// scopes_supported (nil when not discovered from it): step-up may ask
 	// for these.
 	ResourceScopes []string
+	// Resource is the protected resource metadata's `resource` when
+	// discovery read it ("" otherwise): the RFC 8707 resource parameter,
+	// also when the configured resource is a longer form of it.
+	Resource string
 	// discovered is set when the issuer came from protected resource
 	// metadata (the upstream's word), not from the configuration.
 	discovered bool
@@ -217,6 +221,7 @@ func (r *resolver) resolve(ctx context.Context) (*endpoints, error) {
 func (r *resolver) discover(ctx context.Context) (*endpoints, error) {
 	issuer := r.issuer
 	var resourceScopes []string
+	var prmResource string
 	discovered := issuer == ""
 	if issuer == "" {
 		r.mu.Lock()
@@ -233,7 +238,7 @@ func (r *resolver) discover(ctx context.Context) (*endpoints, error) {
 			return nil, &untrustedError{kind: untrustedMetadata, msg: fmt.Sprintf("protected resource metadata at %s names no authorization server", from)}
 		}
 		issuer = prm.AuthorizationServers[0]
-		resourceScopes = prm.ScopesSupported
+		resourceScopes, prmResource = prm.ScopesSupported, prm.Resource
 		r.logger.Debug("discovered protected resource metadata", zap.String("url", from), zap.String("authorization_server", issuer))
 	}
 	as, err := r.client.AuthServer(ctx, issuer)
@@ -247,7 +252,7 @@ func (r *resolver) discover(ctx context.Context) (*endpoints, error) {
 	if len(resourceScopes) > 0 {
 		ep.ScopesSupported = resourceScopes // the resource's, over the server's
 	}
-	ep.ResourceScopes = resourceScopes
+	ep.ResourceScopes, ep.Resource = resourceScopes, prmResource
 	r.logger.Debug("discovered authorization server metadata", zap.String("issuer", issuer), zap.String("token_endpoint", as.TokenEndpoint))
 	return ep, nil
 }

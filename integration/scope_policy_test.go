@@ -109,3 +109,22 @@ func TestRevokedTokenIsRefreshedAgainAtOnce(t *testing.T) {
 		t.Fatalf("token requests = %d, want 3 (the first and one per revocation)", n)
 	}
 }
+
+// Issue 20, item 6: the resource parameter is the protected resource
+// metadata's `resource` when the configured URL is a longer form of it
+// (RFC 9728 §3, RFC 8707). The upstream's metadata, at the root
+// well-known URL, names <origin>/mcp; the gateway is configured with
+// <origin>/mcp/tools. Tokens are audience-bound: one asked for the longer
+// form was rejected by the upstream.
+func TestResourceParameterIsTheMetadatasResource(t *testing.T) {
+	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{MetadataAtRoot: true})
+	e.up.SetMetadataResource(e.up.Resource())
+	site := e.discoverySite(e.up.Resource()+"/tools", "discovery_allow_hosts 127.0.0.1")
+	c := startCaddy(t, site, caddyOptions{Env: e.secretEnv()})
+	if status, body, _ := get(t, c.URL("/echo")); status != http.StatusOK {
+		t.Fatalf("status %d %s", status, body)
+	}
+	if reqs := e.as.Requests(); len(reqs) == 0 || reqs[0].Resource != e.up.Resource() {
+		t.Fatalf("token requests %+v, want resource %s", reqs, e.up.Resource())
+	}
+}

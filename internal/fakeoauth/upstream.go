@@ -101,6 +101,7 @@ type Upstream struct {
 	origin           string
 	advertisedIssuer string
 	movedTo          *AuthServer
+	metadataResource string
 	requests         int
 	unauthorized     int
 	forbidden        int

@@ -15,6 +15,14 @@ func (u *Upstream) AdvertiseIssuer(issuer string) {
 	u.advertisedIssuer = issuer
 }
 
+// SetMetadataResource makes the metadata claim resource (set once the
+// upstream's address is known).
+func (u *Upstream) SetMetadataResource(resource string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.metadataResource = resource
+}
+
 // MetadataFetches counts protected resource metadata requests, 404s included.
 func (u *Upstream) MetadataFetches() int {
 	u.mu.Lock()
@@ -44,6 +52,11 @@ func (u *Upstream) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	if u.opts.MetadataResource != "" {
 		resource = u.opts.MetadataResource
 	}
+	u.mu.Lock()
+	if u.metadataResource != "" {
+		resource = u.metadataResource
+	}
+	u.mu.Unlock()
 	scopes := u.opts.ScopesSupported
 	if scopes == nil {
 		scopes = []string{"read", "write"}
