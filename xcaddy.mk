@@ -2,6 +2,7 @@
 #
 #   make -f xcaddy.mk run     # build Caddy from this checkout and run the demo (DEMO_PORT=9400: ports 9400-9403)
 #   make -f xcaddy.mk test    # everything CI runs
+#   make -f xcaddy.mk conformance  # the MCP conformance suite's client scenarios through Caddy
 #
 # `build` uses xcaddy when it is on the PATH. Otherwise it writes the main
 # package xcaddy would generate (Caddy's command plus the standard modules
@@ -26,7 +27,7 @@ export GOFLAGS := -trimpath
 FUZZ_TARGETS ?= $(shell grep -r --include='*_test.go' -o '^func Fuzz[A-Za-z0-9_]*' . \
 	| sed -E 's|^(.*)/[^/]*_test.go:func (Fuzz.*)$$|\1:\2|' | sort -u)
 
-.PHONY: build build-race gen-main run demo test test-deps unit repo-check smoke fuzz bench chaos clean
+.PHONY: build build-race gen-main run demo test test-deps unit repo-check smoke fuzz bench chaos conformance clean
 
 # xcaddy resolves a module with no version at the module proxy, where this
 # checkout is not published: name a placeholder version and replace it
@@ -191,6 +192,17 @@ CHAOS_DURATION ?= 60s
 chaos: test-deps build-race
 	CHAOS_DURATION=$(CHAOS_DURATION) OAUTHGW_CADDY=$(CURDIR)/bin/caddy-race \
 		$(GO) test -race -run Chaos -count=1 -v -timeout 40m ./integration
+
+# conformance: every client scenario of the MCP conformance suite
+# (@modelcontextprotocol/conformance 0.2.0-alpha.12 at each scenario's
+# default protocol and at 2026-07-28, and 0.1.16) with Caddy and this
+# module between the suite's mock servers and a plain MCP client; see
+# conformance/README.md. Installs Node 22 and the suite into
+# conformance/.tools when missing (npm registry); fails only on a failure
+# conformance/expected-failures.txt does not list. CONFORMANCE_ONLY
+# (a regular expression) picks scenarios.
+conformance:
+	CONFORMANCE_ONLY='$(CONFORMANCE_ONLY)' conformance/run.sh
 
 clean:
 	rm -rf bin _build
