@@ -204,6 +204,11 @@ func (f *authFlow) begin(ctx context.Context, principal string, operator bool, r
 	if err != nil {
 		return "", fmt.Errorf("reading the credential's authorization server binding: %w", err)
 	}
+	if pinned == "" {
+		// MCP: learn what the upstream's 401 says before the first
+		// consent (resource_metadata, scope).
+		f.req.resolver.probeChallenge(ctx)
+	}
 	ep, err := f.req.endpointsFor(ctx, pinned)
 	if err != nil && f.g.migrateIfServerChanged(ctx, cred, err) {
 		ep, err = f.req.endpointsFor(ctx, "") // bound to nothing now

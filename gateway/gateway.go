@@ -133,7 +133,7 @@ func (g *Gateway) build() error {
 	}
 	res := g.newResolver()
 	g.resolver = res
-	g.scopes = scopePolicy{configured: g.Scopes, max: g.MaxScope, resolver: res}
+	g.scopes = scopePolicy{configured: g.Scopes, max: g.MaxScope, resolver: res, consentBound: g.Grant == tokenstore.GrantAuthorizationCode}
 	client := &oauthclient.Client{
 		Aliases:   g.ErrorAliases,
 		Timeout:   g.Timeout,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -14,7 +13,6 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/oauthgw/caddy-oauth-gateway/challenge"
 	"github.com/oauthgw/caddy-oauth-gateway/discovery"
 	"github.com/oauthgw/caddy-oauth-gateway/tokenstore"
 )
@@ -89,6 +87,8 @@ type resolver struct {
 	// step-up bound when discovery did not run, until resourceScopesExpiry.
 	resourceScopesRead   []string
 	resourceScopesExpiry time.Time
+	// lastProbe: the last probe for a challenge before consent.
+	lastProbe time.Time
 	// lastRediscovery limits how often an upstream's challenges can make
 	// the gateway fetch new metadata (and request a token).
 	lastRediscovery time.Time
@@ -255,84 +255,6 @@ func (r *resolver) discover(ctx context.Context) (*endpoints, error) {
 	ep.ResourceScopes, ep.Resource = resourceScopes, prmResource
 	r.logger.Debug("discovered authorization server metadata", zap.String("issuer", issuer), zap.String("token_endpoint", as.TokenEndpoint))
 	return ep, nil
-}
-
-// noteChallenge records an upstream's challenge: a resource_metadata URL
-// not seen before means the metadata may have changed (RFC 9728 §5), so
-// the next lookup refetches and revalidates it.
-func (r *resolver) noteChallenge(h http.Header) (changed bool) {
-	if r.static != nil {
-		return false
-	}
-	chs := challenge.Parse(h.Values("WWW-Authenticate"))
-	urls := discovery.ResourceMetadataURLs(chs)
-	scope := discovery.ChallengeScope(chs)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if scope != "" && len(scope) <= maxChallengeScope {
-		r.challengeScope = scope
-	}
-	if len(urls) > 0 && !slices.Equal(urls, r.challengeURLs) {
-		now := time.Now()
-		if !r.lastRediscovery.IsZero() && now.Sub(r.lastRediscovery) < rediscoveryInterval {
-			// Endpoints that work are not dropped for an upstream that
-			// changes its story faster than this.
-			gatewayMetrics.discoveryFetches.WithLabelValues("rate_limited").Inc()
-			return false
-		}
-		r.lastRediscovery = now
-		r.challengeURLs = urls
-		r.stale = true
-		for _, u := range urls {
-			r.client.Invalidate(u)
-		}
-		return true
-	}
-	return false
-}
-
-// maxChallengeScope bounds a challenge's scope string kept for MCP scope
-// selection.
-const maxChallengeScope = 4 << 10
-
-// resourceScopes is the protected resource metadata's scopes_supported:
-// from discovery when it ran, else (token_endpoint or issuer configured)
-// read from the resource's metadata on first use and kept for
-// resolveTTL. A resource without metadata has none.
-func (r *resolver) resourceScopes(ctx context.Context) []string {
-	r.mu.Lock()
-	if r.cached != nil && r.cached.ResourceScopes != nil {
-		defer r.mu.Unlock()
-		return r.cached.ResourceScopes
-	}
-	if time.Now().Before(r.resourceScopesExpiry) {
-		defer r.mu.Unlock()
-		return r.resourceScopesRead
-	}
-	urls := slices.Clone(r.challengeURLs)
-	r.mu.Unlock()
-	v, _, _ := r.flight.Do("resource-scopes", func() (any, error) {
-		var scopes []string
-		if prm, _, err := r.client.ProtectedResource(ctx, r.resource, urls); err == nil {
-			scopes = prm.ScopesSupported
-		} else {
-			r.logger.Debug("no protected resource metadata for the step-up bound", zap.String("resource", r.resource), zap.Error(err))
-		}
-		r.mu.Lock()
-		r.resourceScopesRead, r.resourceScopesExpiry = scopes, time.Now().Add(resolveTTL)
-		r.mu.Unlock()
-		return scopes, nil
-	})
-	scopes, _ := v.([]string)
-	return scopes
-}
-
-// scopesFromChallenge is the challenged scope, if any (MCP: used when no
-// scope is configured).
-func (r *resolver) scopesFromChallenge() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return strings.Fields(r.challengeScope)
 }
 
 // untrustedError is a discovery result the gateway refuses to act on: a

@@ -24,11 +24,16 @@ import (
 //     (RFC 6749 §6: the server keeps what it granted; a strict one
 //     refuses anything else);
 //   - step-up may ask only for scopes inside the bound: `max_scope`, else
-//     the configured scopes and the resource's scopes_supported.
+//     the configured scopes and the resource's scopes_supported; for a
+//     credential a user consents to, `max_scope`, else the user's consent
+//     (SEP-2350: the union of the held and the challenged scopes is asked).
 type scopePolicy struct {
 	configured []string // Config.Scopes
 	max        []string // Config.MaxScope
 	resolver   *resolver
+	// consentBound: the credential's scopes come from a user's (or an
+	// operator's) consent, which bounds step-up when max_scope does not.
+	consentBound bool
 }
 
 const offlineAccess = "offline_access"
@@ -74,16 +79,24 @@ func (p scopePolicy) tokenRequest(tr tokenstore.TokenRequest, ep *endpoints) []s
 	return p.initial(ep)
 }
 
-// stepUpBound is the scope set step-up may ask for.
+// stepUpBound is the scope set step-up may ask for; nil without a
+// bound (a consent-based credential without max_scope: the user's consent
+// is the bound).
 func (p scopePolicy) stepUpBound(ctx context.Context) []string {
 	if len(p.max) > 0 {
 		return p.max
+	}
+	if p.consentBound {
+		return nil
 	}
 	return tokenstore.UnionScopes(p.configured, p.resolver.resourceScopes(ctx))
 }
 
 // outsideBound returns the scopes in want that step-up may not ask for.
 func (p scopePolicy) outsideBound(ctx context.Context, want []string) []string {
+	if p.consentBound && len(p.max) == 0 {
+		return nil
+	}
 	bound := p.stepUpBound(ctx)
 	var outside []string
 	for _, s := range want {

@@ -153,7 +153,9 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, next Next) error
 				putInterceptor(ic)
 				resetHeader(w.Header(), origHeader)
 				if g.needsAuthorization(rerr) || g.migrateIfServerChanged(r.Context(), cred, rerr) {
-					return g.respondNeedsAuthorization(w, r)
+					// The first read learned the JSON-RPC id: answer
+					// with it (restoreBody), as on the first pass.
+					return g.respondNeedsAuthorization(w, restoreBody(r, body))
 				}
 				return g.respondTokenError(w, r, cred, rerr)
 			}
@@ -170,6 +172,12 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, next Next) error
 			if !replayable || len(want) == 0 || tok == nil {
 				return g.passThrough(w, ic)
 			}
+			if g.flow != nil && tok.HasScopes(want) {
+				// The token holds every scope asked for: another consent
+				// cannot help (a loop: SEP-2350's limit); the client gets
+				// the upstream's answer.
+				return g.passThrough(w, ic)
+			}
 			outside := g.scopes.outsideBound(r.Context(), want)
 			if len(outside) > 0 && g.Grant == tokenstore.GrantClientCredentials {
 				putInterceptor(ic)
@@ -184,8 +192,9 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, next Next) error
 				resetHeader(w.Header(), origHeader)
 				if g.flow != nil && errors.Is(serr, tokenstore.ErrScopeNotGrantable) && len(outside) == 0 {
 					// A user's consent can widen scope where a refresh
-					// cannot: ask for the union.
-					return g.respondNeedsAuthorization(w, r, want...)
+					// cannot: ask for the union of what the token holds
+					// and what the upstream wants (SEP-2350).
+					return g.respondNeedsAuthorization(w, restoreBody(r, body), tokenstore.UnionScopes(tok.Scopes, want)...)
 				}
 				return g.respondStepUpError(w, cred, tok, want, serr)
 			}
@@ -286,6 +295,15 @@ func (g *Gateway) respondNoPrincipal(w http.ResponseWriter) error {
 // errScopeNotAllowed: an upstream asked for a scope outside the step-up
 // bound.
 var errScopeNotAllowed = errors.New("scope outside the step-up bound")
+
+// restoreBody gives r its buffered body again (nil: none was held), so
+// an answer can read what the upstream's attempt consumed.
+func restoreBody(r *http.Request, body []byte) *http.Request {
+	if body != nil {
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	}
+	return r
+}
 
 // resetHeader makes dst equal to src again.
 func resetHeader(dst, src http.Header) {
