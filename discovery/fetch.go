@@ -188,6 +188,15 @@ func (c *Client) Invalidate(u string) {
 	c.mu.Unlock()
 }
 
+// InvalidateAll drops every cached document and miss: the next lookups
+// fetch again (a resource that may have moved to another authorization
+// server).
+func (c *Client) InvalidateAll() {
+	c.mu.Lock()
+	c.cache.Purge()
+	c.mu.Unlock()
+}
+
 // get returns the body of a usable (200, JSON) response for u, or nil for
 // a miss, and whether it came from the cache. A fetched miss is cached
 // here; a fetched body is not: the caller stores it with the returned TTL

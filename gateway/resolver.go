@@ -87,6 +87,9 @@ type resolver struct {
 	// step-up bound when discovery did not run, until resourceScopesExpiry.
 	resourceScopesRead   []string
 	resourceScopesExpiry time.Time
+	// lastRevalidation: the last refetch after an accepted token was
+	// rejected (revalidate).
+	lastRevalidation time.Time
 	// lastProbe: the last probe for a challenge before consent.
 	lastProbe time.Time
 	// lastRediscovery limits how often an upstream's challenges can make

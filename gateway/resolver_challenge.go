@@ -140,3 +140,24 @@ func (r *resolver) probeChallenge(ctx context.Context) {
 		r.logger.Debug("learned the upstream's challenge before consent", zap.String("resource", r.resource))
 	}
 }
+
+// revalidate makes the next lookup fetch the resource's metadata again,
+// at most once per rediscoveryInterval: a token the upstream accepted and
+// now rejects was revoked, or the resource moved to another authorization
+// server (MCP SEP-2352), which only fresh metadata tells. Nothing
+// configured (token_endpoint, issuer) is revalidated.
+func (r *resolver) revalidate() bool {
+	if r.static != nil || r.issuer != "" {
+		return false
+	}
+	r.mu.Lock()
+	now := time.Now()
+	if !r.lastRevalidation.IsZero() && now.Sub(r.lastRevalidation) < rediscoveryInterval {
+		r.mu.Unlock()
+		return false
+	}
+	r.lastRevalidation, r.stale = now, true
+	r.mu.Unlock()
+	r.client.InvalidateAll()
+	return true
+}

@@ -133,6 +133,10 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, next Next) error
 			}
 			if g.resolver.noteChallenge(w.Header()) {
 				cred.ResetBackoff() // new metadata may fix a failed discovery
+			} else if tok != nil && tok.Accepted() {
+				// refresh.go: a token that served and is now rejected was
+				// revoked, or the resource moved: look at its metadata again.
+				g.resolver.revalidate()
 			}
 			if !replayable {
 				// The body is gone: the client sees this 401, and the

@@ -294,8 +294,9 @@ func TestAuthorizationCodeStepUpThroughConsent(t *testing.T) {
 	connect(t, c.URL("/mcp/.oauth/start"), "alice")
 	resp, body := step(t, http.MethodGet, c.URL("/admin/echo"), "alice", nil)
 	authURL := authorizationRequired(t, resp.StatusCode, []byte(body))
-	if !strings.Contains(authURL, "scope=admin") {
-		t.Fatalf("authorization_url %q does not ask for admin", authURL)
+	// SEP-2350: the union of the scopes held and the challenged ones.
+	if !strings.Contains(authURL, "scope=read+admin") {
+		t.Fatalf("authorization_url %q does not ask for read and admin", authURL)
 	}
 	connect(t, authURL, "alice")
 	if a := e.as.Authorizations(); len(a) != 2 || a[1].Scope != "read admin" {

@@ -179,6 +179,9 @@ type Token struct {
 	accepted atomic.Bool
 }
 
+// Accepted reports whether an upstream accepted the token (MarkAccepted).
+func (t *Token) Accepted() bool { return t.accepted.Load() }
+
 // MarkAccepted records that an upstream accepted the token. It is called
 // on the hot path: one atomic load once the mark is set.
 func (t *Token) MarkAccepted() {
