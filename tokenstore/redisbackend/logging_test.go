@@ -3,7 +3,6 @@ package redisbackend
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -45,9 +44,8 @@ func TestLogRedisUnreachable(t *testing.T) {
 	url := "redis://:" + password + "@127.0.0.1:1/0" // port 1: closed
 	core, logs := observer.New(zapcore.DebugLevel)
 
-	fdProbe := os.Stderr // written through after the swap: proves fd 2 is captured
 	stderr := captureStderr(t, func() {
-		fmt.Fprint(fdProbe, "probe")
+		writeStderrProbe("probe") // proves fd 2 is captured
 		b, err := New(Config{URLs: []string{url}, DialTimeout: 200 * time.Millisecond}, WithLogger(zap.New(core)))
 		if err != nil {
 			t.Error(err)

@@ -46,3 +46,9 @@ func captureStderr(t *testing.T, fn func()) string {
 	_ = r.Close()
 	return string(out)
 }
+
+// writeStderrProbe writes s to file descriptor 2 itself. Not through
+// os.Stderr: under go test -json (-test.v=test2json) the testing package
+// makes os.Stderr os.Stdout (go.dev/issue/33419), and the probe would
+// miss the capture.
+func writeStderrProbe(s string) { _, _ = syscall.Write(2, []byte(s)) }

@@ -31,3 +31,6 @@ func captureStderr(t *testing.T, fn func()) string {
 	_ = r.Close()
 	return string(out)
 }
+
+// writeStderrProbe writes s to os.Stderr (the pipe while captured).
+func writeStderrProbe(s string) { _, _ = io.WriteString(os.Stderr, s) }
