@@ -8,10 +8,12 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -162,24 +164,19 @@ func Do(addr string, args ...string) (string, error) {
 		return "", err
 	}
 	line = strings.TrimRight(line, "\r\n")
-	if strings.HasPrefix(line, "$") { // bulk string
-		body, err := r.ReadString('\n')
-		if err != nil {
+	if strings.HasPrefix(line, "$") { // bulk string: $<length>, then length bytes and CRLF
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return line, err // $-1: no value
+		}
+		// Read exactly the length: a multi-line reply (CLUSTER INFO) has
+		// CRLFs inside, and reading lines until it seemed complete waited
+		// for the 5 s deadline on every call.
+		body := make([]byte, n+2)
+		if _, err := io.ReadFull(r, body); err != nil {
 			return "", err
 		}
-		var rest strings.Builder
-		rest.WriteString(strings.TrimRight(body, "\r\n"))
-		// Multi-line bulk replies (CLUSTER INFO) continue until the length.
-		var n int
-		fmt.Sscanf(line[1:], "%d", &n)
-		for rest.Len() < n-2 {
-			more, err := r.ReadString('\n')
-			if err != nil {
-				break
-			}
-			rest.WriteString("\n" + strings.TrimRight(more, "\r\n"))
-		}
-		return rest.String(), nil
+		return strings.ReplaceAll(strings.TrimRight(string(body[:n]), "\r\n"), "\r\n", "\n"), nil
 	}
 	return line, nil
 }
