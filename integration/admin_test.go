@@ -48,6 +48,7 @@ func listCredentials(t *testing.T, c *caddyProc) []credStatus {
 
 // Issue 6: the admin API end to end, and no secret in any response.
 func TestAdminAPI(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{Rotate: true, RevokeFamilyOnReuse: true}, fakeoauth.UpstreamOptions{})
 	seed := e.as.IssueRefreshToken(e.clientID, []string{"read"})
 	site := e.gatewaySite("grant refresh_token", "refresh_token {env.TEST_SEED}", "revocation_endpoint "+e.as.RevocationURL())
@@ -161,6 +162,7 @@ func TestAdminAPI(t *testing.T) {
 
 // Issue 6: the gateway's metrics on Caddy's metrics endpoint.
 func TestMetricsOnCaddyEndpoint(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.gatewaySite(), caddyOptions{Env: e.secretEnv()})
 	for i := 0; i < 3; i++ {

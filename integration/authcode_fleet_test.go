@@ -16,6 +16,7 @@ import (
 // register the gateway exactly once; a flow started on one instance
 // completes on another, and every instance then serves the user.
 func TestDynamicRegistrationOncePerFleet(t *testing.T) {
+	t.Parallel()
 	r := redistest.Start(t)
 	e := newEnv(t, fakeoauth.AuthServerOptions{Registration: true, Rotate: true, RequireApplicationType: true}, fakeoauth.UpstreamOptions{})
 	front := freePort(t) // the fleet's public address: node 0

@@ -14,6 +14,7 @@ import (
 // resource metadata or authorization server metadata: the gateway uses
 // /authorize, /token and /register at the MCP server's origin.
 func TestAuthorizationCodeLegacyMCPServer(t *testing.T) {
+	t.Parallel()
 	as := fakeoauth.NewAuthServer(fakeoauth.AuthServerOptions{Registration: true, DisableOAuthMetadata: true, DisableOIDCMetadata: true})
 	up := fakeoauth.NewUpstream(fakeoauth.UpstreamOptions{AuthServer: as})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

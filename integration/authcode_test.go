@@ -66,6 +66,7 @@ func authorizationRequired(t *testing.T, status int, body []byte) string {
 // its answer; after consent two users' 400 concurrent requests each carry
 // their own user's token.
 func TestAuthorizationCodePerUser(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{Rotate: true}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.perUserSite(t, e.confidentialClient()...), caddyOptions{Env: e.secretEnv()})
 	start := c.URL("/mcp/.oauth/start")
@@ -149,6 +150,7 @@ func TestAuthorizationCodePerUser(t *testing.T) {
 // Behaviour 3: a flow started by alice and completed by bob binds nothing;
 // reused and expired states are refused.
 func TestAuthorizationCodeStateIsBoundAndSingleUse(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.perUserSite(t, append(e.confidentialClient(), "authorization_state_ttl 1s")...), caddyOptions{Env: e.secretEnv()})
 	start := c.URL("/mcp/.oauth/start")
@@ -185,6 +187,7 @@ func TestAuthorizationCodeStateIsBoundAndSingleUse(t *testing.T) {
 // Acceptance 4: a server without S256 and a wrong iss are refused with
 // clear errors.
 func TestAuthorizationCodeRefusesNoPKCEAndWrongIssuer(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{NoS256: true}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.perUserSite(t, e.confidentialClient()...), caddyOptions{Env: e.secretEnv()})
 	if resp, body := step(t, http.MethodGet, c.URL("/mcp/.oauth/start"), "alice", nil); resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "S256") {
@@ -207,6 +210,7 @@ func TestAuthorizationCodeRefusesNoPKCEAndWrongIssuer(t *testing.T) {
 // Behaviour 5: a refresh token rejected for good sends the user back to
 // consent (not a 502); disconnect revokes and forgets.
 func TestAuthorizationCodeBackToConsent(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{Rotate: true}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.perUserSite(t, e.confidentialClient()...), caddyOptions{Env: e.secretEnv()})
 	start := c.URL("/mcp/.oauth/start")
@@ -240,6 +244,7 @@ func TestAuthorizationCodeBackToConsent(t *testing.T) {
 // connect it, with no client-facing URL; the admin API's authorize gives
 // the operator the URL.
 func TestAuthorizationCodeSharedCredential(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.sharedAuthCodeSite(), caddyOptions{Env: e.secretEnv()})
 	status, body, _ := get(t, c.URL("/echo"))
@@ -268,6 +273,7 @@ func TestAuthorizationCodeSharedCredential(t *testing.T) {
 
 // Acceptance 5 (CIMD): the document is served and used as client_id.
 func TestAuthorizationCodeClientMetadataDocument(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{CIMD: true}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.perUserSite(t, "client_metadata_url http://127.0.0.1:{PORT}/mcp/.oauth/client.json"), caddyOptions{})
 	status, body, _ := get(t, c.URL("/mcp/.oauth/client.json"))
@@ -289,6 +295,7 @@ func TestAuthorizationCodeClientMetadataDocument(t *testing.T) {
 // Behaviour 5: a 403 insufficient_scope a refresh cannot satisfy asks the
 // user to consent to the union of scopes.
 func TestAuthorizationCodeStepUpThroughConsent(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{RequiredScopes: map[string][]string{"/admin": {"admin"}}})
 	c := startCaddy(t, e.perUserSite(t, append(e.confidentialClient(), "scope read", "max_scope read admin")...), caddyOptions{Env: e.secretEnv()})
 	connect(t, c.URL("/mcp/.oauth/start"), "alice")

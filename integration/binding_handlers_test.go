@@ -50,6 +50,7 @@ func (e *env) secondUpstream(t *testing.T) *fakeoauth.Upstream {
 // leaves it to A, whose own callback then completes it. B used to take
 // the state, and A's callback found it gone.
 func TestCallbackCompletesOnlyItsOwnHandlersFlow(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{Rotate: true}, fakeoauth.UpstreamOptions{})
 	upB := e.secondUpstream(t)
 	site := basicAuthBlock(t) + e.perUserRoute("/a", e.up, "{http.auth.user.id}") + e.perUserRoute("/b", upB, "{http.auth.user.id}")
@@ -88,8 +89,10 @@ func TestCallbackCompletesOnlyItsOwnHandlersFlow(t *testing.T) {
 // disconnecting at one leaves the other. Handlers that should share say
 // so with credential_group.
 func TestIdentityFrontsDoNotShareCredentials(t *testing.T) {
+	t.Parallel()
 	for _, shared := range []bool{false, true} {
 		t.Run(fmt.Sprintf("credential_group=%v", shared), func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, fakeoauth.AuthServerOptions{Rotate: true}, fakeoauth.UpstreamOptions{})
 			var extra []string
 			if shared {
@@ -118,8 +121,10 @@ func TestIdentityFrontsDoNotShareCredentials(t *testing.T) {
 // authorization_response_iss_parameter_supported. A refused response
 // exchanges no code.
 func TestAuthorizationResponseIss(t *testing.T) {
+	t.Parallel()
 	for _, advertised := range []bool{true, false} {
 		t.Run(fmt.Sprintf("advertised=%v", advertised), func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, fakeoauth.AuthServerOptions{Rotate: true}, fakeoauth.UpstreamOptions{})
 			e.as.SetResponseIss(true, "", advertised)
 			c := startCaddy(t, e.perUserSite(t, e.confidentialClient()...), caddyOptions{Env: e.secretEnv()})

@@ -51,6 +51,7 @@ func expectNoFlowAt(t *testing.T, c *caddyProc, b *fakeoauth.AuthServer) {
 }
 
 func TestIssuerBindingSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{Rotate: true}, fakeoauth.UpstreamOptions{})
 	b := e.secondServer(t)
 	c := startCaddy(t, e.perUserSite(t, e.confidentialClient()...), caddyOptions{Env: e.secretEnv()})
@@ -74,6 +75,7 @@ func TestIssuerBindingSurvivesRestart(t *testing.T) {
 }
 
 func TestIssuerBindingHoldsAcrossTheFleet(t *testing.T) {
+	t.Parallel()
 	r := redistest.Start(t)
 	e := newEnv(t, fakeoauth.AuthServerOptions{Rotate: true}, fakeoauth.UpstreamOptions{})
 	b := e.secondServer(t)

@@ -152,6 +152,7 @@ func readTail(path string) string {
 // opens a protected URL, is sent to the authorization server's login page,
 // continues there as its user and lands on the upstream's response.
 func TestBrowserConsent(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.perUserSite(t, e.confidentialClient()...), caddyOptions{Env: e.secretEnv()})
 	tab := startBrowser(t, c.URL(""), "alice")

@@ -37,13 +37,19 @@ const (
 	chaosRecovery    = 60 * time.Second // every credential serves again within this of the fault's end
 )
 
-// chaosDuration is how long each scenario's faults last: $CHAOS_DURATION
-// (default 15s; `make -f xcaddy.mk chaos` uses 60s).
+// chaosDuration is how long each scenario's faults last: $CHAOS_DURATION,
+// which `make -f xcaddy.mk chaos` sets (60s by default; CI runs it with
+// 15s). Without it the scenario is skipped: the fault-injection suite is
+// not part of `make -f xcaddy.mk test` (it measures three instances under
+// steady load, and takes about 5 minutes at 15s), and CI runs `make
+// chaos` after `make test` (.ci/run), so no scenario goes unrun in CI.
+// The scenarios run one at a time (no t.Parallel): each measures the
+// fleet under load.
 func chaosDuration(t *testing.T) time.Duration {
 	t.Helper()
 	v := os.Getenv("CHAOS_DURATION")
 	if v == "" {
-		return 15 * time.Second
+		t.Skip("chaos scenarios run with make -f xcaddy.mk chaos (CHAOS_DURATION is not set)")
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 5*time.Second {

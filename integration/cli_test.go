@@ -16,6 +16,7 @@ import (
 // The operator connects a shared credential with `caddy oauth-gateway
 // authorize`, then sees it healthy in `caddy oauth-gateway status`.
 func TestCLIAuthorize(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.sharedAuthCodeSite(), caddyOptions{Env: e.secretEnv()})
 	if status, body, _ := get(t, c.URL("/echo")); status == http.StatusOK {

@@ -77,9 +77,11 @@ func (e *env) keySite(keyPath string, extra ...string) string {
 }
 
 func TestPrivateKeyJWT(t *testing.T) {
+	t.Parallel()
 	for _, kind := range []string{"ES256", "RS256"} {
 		for _, form := range []string{"pem", "jwk"} {
 			t.Run(kind+" "+form, func(t *testing.T) {
+				t.Parallel()
 				e := newEnv(t, fakeoauth.AuthServerOptions{AuthMethods: []string{"private_key_jwt"}}, fakeoauth.UpstreamOptions{})
 				c := startCaddy(t, e.keySite(writeKey(t, kind, form)), caddyOptions{})
 				e.as.AddKeyClient(e.clientID, c.URL("/.well-known/jwks.json"))
@@ -104,6 +106,7 @@ func TestPrivateKeyJWT(t *testing.T) {
 // A server that offers only private_key_jwt and a configuration with only
 // a secret: a clear error naming both sides, no Basic fallback.
 func TestNoClientAuthMethodFits(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{AuthMethods: []string{"private_key_jwt"}}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.discoverySite(e.up.Resource(), "discovery_allow_hosts 127.0.0.1"), caddyOptions{Env: e.secretEnv()})
 	status, body, _ := get(t, c.URL("/echo"))

@@ -25,6 +25,7 @@ import (
 // discovery_allow_hosts lets the gateway reach loopback, so only the
 // scheme rule stands between it and them.
 func TestDiscoveryRefusesHTTPEndpointsWithoutInsecureAllowHTTP(t *testing.T) {
+	t.Parallel()
 	var plainHits atomic.Int64
 	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		plainHits.Add(1)

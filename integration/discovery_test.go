@@ -26,6 +26,7 @@ func (e *env) discoverySite(resource string, extra ...string) string {
 // authorization server has a path-bearing issuer; found once via RFC 8414
 // and once via the OIDC fallback; metadata is fetched once, not per request.
 func TestDiscoveryFindsPathIssuer(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		as   fakeoauth.AuthServerOptions
@@ -37,6 +38,7 @@ func TestDiscoveryFindsPathIssuer(t *testing.T) {
 		{"oidc fallback", fakeoauth.AuthServerOptions{IssuerPath: "/tenant1", DisableOAuthMetadata: true}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, tc.as, fakeoauth.UpstreamOptions{})
 			c := startCaddy(t, e.discoverySite(e.up.Resource(), "discovery_allow_hosts 127.0.0.1"), caddyOptions{Env: e.secretEnv()})
 			for i := 0; i < 20; i++ {
@@ -77,6 +79,7 @@ func expectUntrusted(t *testing.T, c *caddyProc, wantInLog string) {
 
 // Issue 3, acceptance 4: untrusted metadata never leads to a token request.
 func TestDiscoveryRefusesMismatchedResource(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{MetadataResource: "http://127.0.0.1:1/someone-else"})
 	c := startCaddy(t, e.discoverySite(e.up.URL()+"/mcp", "discovery_allow_hosts 127.0.0.1"), caddyOptions{Env: e.secretEnv()})
 	expectUntrusted(t, c, "someone-else")
@@ -86,6 +89,7 @@ func TestDiscoveryRefusesMismatchedResource(t *testing.T) {
 }
 
 func TestDiscoveryRefusesMismatchedIssuer(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{IssuerPath: "/t1", MetadataIssuer: "http://evil.example/t1"}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.discoverySite(e.up.Resource(), "discovery_allow_hosts 127.0.0.1"), caddyOptions{Env: e.secretEnv()})
 	expectUntrusted(t, c, "evil.example")
@@ -98,6 +102,7 @@ func TestDiscoveryRefusesMismatchedIssuer(t *testing.T) {
 // credential stays pinned, the other server gets nothing, the client gets
 // a clear error and the log names both issuers.
 func TestDiscoveryPinsIssuer(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{IssuerPath: "/good"}, fakeoauth.UpstreamOptions{})
 	evil, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{IssuerPath: "/evil"})
 	if err != nil {
@@ -130,6 +135,7 @@ func TestDiscoveryPinsIssuer(t *testing.T) {
 // private address: refused (RFC 9728 §7.7) unless discovery_allow_hosts
 // names the host, and then the request succeeds by learning from the 401.
 func TestDiscoveryBlocksPrivateMetadataURL(t *testing.T) {
+	t.Parallel()
 	const resource = "https://mcp.gateway-test.invalid/mcp"
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{ResourceID: resource})
 

@@ -19,6 +19,7 @@ import (
 // carry 200 distinct jtis; a restart keeps the binding (the key is stored
 // with the credential, encrypted).
 func TestDPoPBoundTokens(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{DPoPNonce: true}, fakeoauth.UpstreamOptions{DPoPNonce: true})
 	dir := t.TempDir()
 	const key = "BAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQ="
@@ -128,6 +129,7 @@ func TestDPoPBoundTokens(t *testing.T) {
 // A server that answers a DPoP token request with a Bearer token gets it
 // presented as Bearer, and the log says so.
 func TestDPoPServerIssuesBearer(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{DPoPAnswerBearer: true}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.gatewaySite("dpop"), caddyOptions{Env: e.secretEnv()})
 	status, body, _ := get(t, c.URL("/echo"))

@@ -94,6 +94,7 @@ func getAs(t *testing.T, method, url, session string) (int, []byte, http.Header)
 // ID-JAGs and two users with different ID tokens: each upstream request
 // carries its own user's token; a request without an ID token gets 401.
 func TestIDJAGGivesEachUserTheirOwnToken(t *testing.T) {
+	t.Parallel()
 	x := newIDJAGEnv(t)
 	idTokens := map[string]string{"alice": x.idp.IDToken("alice", time.Hour), "bob": x.idp.IDToken("bob", time.Hour),
 		"forger": forgeJWT(t, x.idp.Issuer(), "alice")}
@@ -188,6 +189,7 @@ func TestIDJAGGivesEachUserTheirOwnToken(t *testing.T) {
 // presents its own access token (Authorization, which Caddy's access log
 // redacts) and the upstream gets one issued for it.
 func TestTokenExchangePerSubjectToken(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	e.as.AddSubjectToken("opaque-token-of-carol", "carol")
 	e.as.AddSubjectToken("opaque-token-of-dave", "dave")

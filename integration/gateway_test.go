@@ -39,6 +39,7 @@ func decodeEcho(t *testing.T, body []byte) echoReply {
 // Acceptance 1: the upstream sees the gateway's token, not the client's;
 // a second request reuses it.
 func TestInjectsGatewayTokenAndReusesIt(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.gatewaySite("scope read write"), caddyOptions{Env: e.secretEnv()})
 
@@ -69,6 +70,7 @@ func TestInjectsGatewayTokenAndReusesIt(t *testing.T) {
 // token, a 64 KiB POST is replayed byte-identical after exactly one
 // refresh and one upstream 401.
 func TestReplaysBodyAfterUpstream401(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.gatewaySite(), caddyOptions{Env: e.secretEnv()})
 	if status, body, _ := get(t, c.URL("/echo")); status != http.StatusOK {
@@ -105,6 +107,7 @@ func TestReplaysBodyAfterUpstream401(t *testing.T) {
 // A body larger than max_replay_body streams through; the 401 reaches the
 // client with a Bearer challenge, and the next request has a new token.
 func TestLargeBodyIsNotBufferedAnd401PassesThrough(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{Challenge: fakeoauth.ChallengeBare})
 	c := startCaddy(t, e.gatewaySite("max_replay_body 1KiB"), caddyOptions{Env: e.secretEnv()})
 	get(t, c.URL("/echo"))
@@ -138,6 +141,7 @@ func TestLargeBodyIsNotBufferedAnd401PassesThrough(t *testing.T) {
 // Acceptance 3: 200 concurrent requests after invalidation all succeed
 // with exactly one token request.
 func TestRefreshStormMakesOneTokenRequest(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.gatewaySite(), caddyOptions{Env: e.secretEnv()})
 	get(t, c.URL("/echo"))
@@ -179,6 +183,7 @@ func TestRefreshStormMakesOneTokenRequest(t *testing.T) {
 // Acceptance 4: the first SSE event reaches the client while the upstream
 // is still streaming.
 func TestSSEStreamsEventByEvent(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{SSETimeout: 20 * time.Second})
 	c := startCaddy(t, e.gatewaySite(), caddyOptions{Env: e.secretEnv()})
 	resp, err := http.Get(c.URL("/sse"))
@@ -215,6 +220,7 @@ func TestSSEStreamsEventByEvent(t *testing.T) {
 // (graceful and SIGKILL) continue from the stored refresh token: no reuse
 // detected, requests succeed, the stored file is private.
 func TestRotationSurvivesRestartAndKill(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{Rotate: true, RevokeFamilyOnReuse: true, AccessTTL: 30 * time.Second},
 		fakeoauth.UpstreamOptions{})
 	seed := e.as.IssueRefreshToken(e.clientID, []string{"read"})
@@ -268,6 +274,7 @@ func TestRotationSurvivesRestartAndKill(t *testing.T) {
 
 // Changing the configured seed replaces the stored credential.
 func TestNewSeedReplacesStoredCredential(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{Rotate: true, RevokeFamilyOnReuse: true}, fakeoauth.UpstreamOptions{})
 	seed1 := e.as.IssueRefreshToken(e.clientID, []string{"read"})
 	site := e.gatewaySite("grant refresh_token", "refresh_token {env.TEST_SEED}")
@@ -292,6 +299,7 @@ func TestNewSeedReplacesStoredCredential(t *testing.T) {
 // Acceptance 6: a dead credential gets a clear error and the token
 // endpoint is not hammered; flaky endpoints are retried.
 func TestDeadCredentialIsNotRetried(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{Rotate: true}, fakeoauth.UpstreamOptions{})
 	seed := e.as.IssueRefreshToken(e.clientID, nil)
 	site := e.gatewaySite("grant refresh_token", "refresh_token {env.TEST_SEED}")
@@ -319,6 +327,9 @@ func TestDeadCredentialIsNotRetried(t *testing.T) {
 }
 
 func TestTransientTokenEndpointFailuresAreRetried(t *testing.T) {
+	// Serial (no t.Parallel): it counts the token requests made while the
+	// gateway backs off after a failed refresh (1 s), so the ten requests
+	// it sends meanwhile must fit into that second.
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.gatewaySite(), caddyOptions{Env: e.secretEnv()})
 	// Two failures (an HTML 502 from a CDN, a 429), then success: one

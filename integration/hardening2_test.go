@@ -18,6 +18,7 @@ import (
 
 // Finding 9: a secret written literally is warned about at provisioning.
 func TestLiteralSecretIsWarnedAbout(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	site := strings.Replace(e.gatewaySite(), "{env.TEST_CLIENT_SECRET}", e.clientSecret, 1)
 	c := startCaddy(t, site, caddyOptions{})
@@ -29,6 +30,7 @@ func TestLiteralSecretIsWarnedAbout(t *testing.T) {
 // Finding 10: a malformed access token (CR/LF, expires_in 0) is refused
 // rather than cached forever; the next token is used.
 func TestMalformedAccessTokenIsNotCached(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	var calls atomic.Int64
 	as := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -64,6 +66,7 @@ func TestMalformedAccessTokenIsNotCached(t *testing.T) {
 // an authorization server echoing the Basic header leaves no encoded
 // secret in the log or the admin API.
 func TestErrorsReflectNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{MetadataResource: "http://127.0.0.1:1/<script>attacker"})
 	c := startCaddy(t, e.discoverySite(e.up.URL()+"/mcp", "discovery_allow_hosts 127.0.0.1"), caddyOptions{Env: e.secretEnv()})
 	status, body, _ := get(t, c.URL("/echo"))
@@ -101,6 +104,7 @@ func TestErrorsReflectNothing(t *testing.T) {
 // byte for byte, and no token is requested without its pin; with the
 // right key it serves again.
 func TestUnreadableRecordFailsClosed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	dir := t.TempDir()
 	site := e.discoverySite(e.up.Resource(), "discovery_allow_hosts 127.0.0.1")
@@ -142,6 +146,7 @@ func TestUnreadableRecordFailsClosed(t *testing.T) {
 // Issue 11, "Also": a slow-drip token endpoint holds the client for at
 // most token_wait, then 503 with Retry-After.
 func TestSlowTokenEndpointAnswersWithinTokenWait(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{Latency: 20 * time.Second}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.gatewaySite("token_wait 1s"), caddyOptions{Env: e.secretEnv()})
 	status, body, hdr := get(t, c.URL("/echo"))

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,6 +23,7 @@ import (
 // Revoke goes to AS-1 (the pinned issuer's own metadata), re-seeding
 // keeps the pin, and AS-2 receives nothing.
 func TestRevokeAndReseedKeepThePin(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{IssuerPath: "/good", Rotate: true}, fakeoauth.UpstreamOptions{})
 	evil, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{IssuerPath: "/evil"})
 	if err != nil {
@@ -84,6 +87,7 @@ func TestRevokeAndReseedKeepThePin(t *testing.T) {
 
 // Finding 2: a metadata URL with an IPv6 zone reaches nothing.
 func TestZonedIPv6MetadataURLIsRefused(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "[::1]:0")
 	if err != nil {
 		t.Fatalf("no IPv6 loopback: %v", err)
@@ -133,6 +137,19 @@ func expvarHeap(t *testing.T, c *caddyProc) uint64 {
 	return v.Memstats.HeapAlloc
 }
 
+// inFlight reads Caddy's gauge of the requests its HTTP server is
+// handling (its site routes' handlers) right now.
+func inFlight(t *testing.T, c *caddyProc) int {
+	t.Helper()
+	_, metrics, _ := get(t, c.AdminURL("/metrics"))
+	n := 0
+	for _, m := range regexp.MustCompile(`(?m)^caddy_http_requests_in_flight\{[^}]*\} (\d+)$`).FindAllSubmatch(metrics, -1) {
+		v, _ := strconv.Atoi(string(m[1]))
+		n += v
+	}
+	return n
+}
+
 // Finding 3, as the review saw it: a working credential whose upstream
 // answers every request 401 naming a new resource_metadata URL, each a
 // 1 MB document that validates (right resource, right authorization
@@ -140,6 +157,7 @@ func expvarHeap(t *testing.T, c *caddyProc) uint64 {
 // token request per request. Now: rediscovery is rate-limited, reactive
 // refreshes are throttled and the cache is bounded.
 func TestDiscoveryChurnIsBounded(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	pad := strings.Repeat("x", 1<<20-300)
 	var resource string
@@ -190,6 +208,7 @@ func TestDiscoveryChurnIsBounded(t *testing.T) {
 
 // Finding 4: bodies that declare 1 MiB and send 10 bytes hold 10 bytes.
 func TestReplayBufferGrowsWithTheBody(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.gatewaySite(), caddyOptions{Env: e.secretEnv()})
 	get(t, c.URL("/echo"))
@@ -211,11 +230,20 @@ func TestReplayBufferGrowsWithTheBody(t *testing.T) {
 		// the handler.
 		fmt.Fprintf(cn, "POST /echo HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n0123456789", strings.TrimPrefix(c.URL(""), "http://"), 1<<20)
 	}
-	// Let Caddy read every request's first bytes.
+	// Wait until Caddy handles every request (its in-flight gauge): the
+	// site's first handler is the gateway, which reads the body into its
+	// replay buffer. Then let it read the first bytes: a buffer sized
+	// from Content-Length would be allocated by then.
 	deadline := time.Now().Add(10 * time.Second)
+	for n := inFlight(t, c); n < conns; n = inFlight(t, c) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d requests reached the gateway within 10s", n, conns)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	var grew int64
-	for time.Now().Before(deadline) {
-		time.Sleep(500 * time.Millisecond)
+	for range 4 {
+		time.Sleep(250 * time.Millisecond)
 		grew = int64(expvarHeap(t, c)) - int64(before)
 		if grew > 100<<20 {
 			break
@@ -231,6 +259,7 @@ func TestReplayBufferGrowsWithTheBody(t *testing.T) {
 // discovered issuer on the resource's domain. The resource is on
 // 127.0.0.1, the authorization server on "localhost": another host.
 func TestSecretGoesOnlyToTrustedIssuer(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	e.as.SetOrigin(strings.Replace(e.as.URL(), "127.0.0.1", "localhost", 1))
 	c := startCaddy(t, e.discoverySite(e.up.Resource(), "discovery_allow_hosts 127.0.0.1 localhost"), caddyOptions{Env: e.secretEnv()})
@@ -254,6 +283,7 @@ func TestSecretGoesOnlyToTrustedIssuer(t *testing.T) {
 // Finding 6: a private resource does not open every private address:
 // its own host and port only.
 func TestPrivateResourceOpensOnlyItsOwnAddress(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.discoverySite(e.up.Resource()), caddyOptions{Env: e.secretEnv()})
 	status, body, _ := get(t, c.URL("/echo"))
@@ -270,6 +300,7 @@ func TestPrivateResourceOpensOnlyItsOwnAddress(t *testing.T) {
 
 // Finding 7: step-up only within the configured bound.
 func TestStepUpStaysWithinTheBound(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{RequiredScopes: map[string][]string{"/admin": {"admin"}}})
 	c := startCaddy(t, e.gatewaySite("scope read"), caddyOptions{Env: e.secretEnv()})
 	get(t, c.URL("/echo"))
@@ -286,6 +317,7 @@ func TestStepUpStaysWithinTheBound(t *testing.T) {
 // Finding 8: an upstream that rejects every token does not drive the
 // token endpoint one to one.
 func TestUnauthorizedStormIsThrottled(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)

@@ -22,6 +22,7 @@ import (
 // between token requests: each request carries the file's current
 // content; a missing file is a clear error, not a crash loop.
 func TestJWTBearerReadsTheAssertionFresh(t *testing.T) {
+	t.Parallel()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)

@@ -99,6 +99,7 @@ func (b basicAuthTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // -32042 with the URL before consent and calls tools after the user
 // completed the URL.
 func TestMCPClientThroughGateway(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	up := startMCPUpstream(t, e.as)
 	c := startCaddy(t, mcpSite(t, up, e.confidentialClient()...), caddyOptions{Env: e.secretEnv()})

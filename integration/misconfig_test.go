@@ -17,6 +17,7 @@ import (
 // 502 saying what to change, with at most one token request (or one
 // discovery) per minute however many requests arrive.
 func TestMisconfigurationIsA502AndRetriedSlowly(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		code string
 		fix  string // in the client's description
@@ -26,6 +27,7 @@ func TestMisconfigurationIsA502AndRetriedSlowly(t *testing.T) {
 		{"invalid_scope", "change scope"},
 	} {
 		t.Run(tc.code, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 			e.as.FailNext(100, http.StatusBadRequest, fmt.Sprintf(`{"error":%q}`, tc.code), "application/json", nil)
 			c := startCaddy(t, e.gatewaySite(), caddyOptions{Env: e.secretEnv()})
@@ -44,6 +46,7 @@ func TestMisconfigurationIsA502AndRetriedSlowly(t *testing.T) {
 		})
 	}
 	t.Run("no_metadata", func(t *testing.T) {
+		t.Parallel()
 		e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 		var fetches atomic.Int32
 		nothing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -46,6 +46,7 @@ func postForm(t *testing.T, u string, form url.Values) (int, []byte, http.Header
 // becomes 400 invalid_grant, GitHub's form error becomes 401
 // invalid_client, and a good token response passes byte-identical.
 func TestOAuthNormalizeRewritesVendorErrors(t *testing.T) {
+	t.Parallel()
 	as, success := quirkyAS(t)
 	c := startCaddy(t, fmt.Sprintf("\toauth_normalize\n\treverse_proxy %s", strings.TrimPrefix(as.URL, "http://")), caddyOptions{})
 
@@ -73,6 +74,7 @@ func TestOAuthNormalizeRewritesVendorErrors(t *testing.T) {
 // With upstream_errors slack, an HTTP 200 token_expired is refreshed and
 // replayed; the client sees only the success.
 func TestSlackPresetRefreshesOn200TokenExpired(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{SlackErrors: true})
 	c := startCaddy(t, e.gatewaySite("upstream_errors slack"), caddyOptions{Env: e.secretEnv()})
 	get(t, c.URL("/echo"))
@@ -100,6 +102,7 @@ func TestSlackPresetRefreshesOn200TokenExpired(t *testing.T) {
 // resource) gets one refresh and one replay; the final bare 401 reaches
 // the client as an RFC 6750 error with a Bearer challenge.
 func TestPersistent401ReachesClientNormalized(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{Challenge: fakeoauth.ChallengeBare})
 	site := strings.Replace(e.gatewaySite(), "resource       "+e.up.Resource(), "resource       "+e.up.URL()+"/other", 1)
 	c := startCaddy(t, site, caddyOptions{Env: e.secretEnv()})

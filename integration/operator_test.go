@@ -13,6 +13,7 @@ import (
 // Item 1: placeholders are expanded in every subdirective; one that
 // expands to nothing is an error naming it and the handler's place.
 func TestPlaceholdersAreExpandedEverywhere(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	site := strings.NewReplacer("client_id      "+e.clientID, "client_id      {env.TEST_CLIENT_ID}",
 		"token_endpoint "+e.as.TokenURL(), "token_endpoint {env.TEST_TOKEN_URL}").Replace(e.gatewaySite())
@@ -36,6 +37,7 @@ func TestPlaceholdersAreExpandedEverywhere(t *testing.T) {
 // credential locally; clients are then told an operator did it. Also
 // item 3: refresh_token without grant implies grant refresh_token.
 func TestRevokeWithoutEndpointChangesNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{Rotate: true}, fakeoauth.UpstreamOptions{})
 	seed := e.as.IssueRefreshToken(e.clientID, []string{"read"})
 	c := startCaddy(t, e.gatewaySite("refresh_token {env.TEST_SEED}"), caddyOptions{Env: append(e.secretEnv(), "TEST_SEED="+seed)})
@@ -72,6 +74,7 @@ func TestRevokeWithoutEndpointChangesNothing(t *testing.T) {
 // Item 2: with token_endpoint and issuer configured, the revocation
 // endpoint is read from the issuer's metadata.
 func TestRevokeReadsTheIssuersMetadata(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{Rotate: true}, fakeoauth.UpstreamOptions{})
 	seed := e.as.IssueRefreshToken(e.clientID, []string{"read"})
 	site := e.gatewaySite("issuer "+e.as.Issuer(), "refresh_token {env.TEST_SEED}")
@@ -89,6 +92,7 @@ func TestRevokeReadsTheIssuersMetadata(t *testing.T) {
 // Item 4: the first acquisition is counted and logged as initial.
 // Item 8: scopes from discovery are listed.
 func TestInitialAcquisitionAndDiscoveredScopes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.discoverySite(e.up.Resource(), "discovery_allow_hosts 127.0.0.1"), caddyOptions{Env: e.secretEnv()})
 	get(t, c.URL("/echo"))
@@ -109,6 +113,7 @@ func TestInitialAcquisitionAndDiscoveredScopes(t *testing.T) {
 // parameter the way Entra ID v2 does: the error names the fix, the
 // gateway retries slowly, and `resource_parameter off` works.
 func TestEntraStyleResourceRejection(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{RejectResource: true}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.gatewaySite("scope read"), caddyOptions{Env: e.secretEnv()})
 	for i := 0; i < 5; i++ {

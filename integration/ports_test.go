@@ -16,6 +16,8 @@ import (
 // bindable on 127.0.0.1 and on the wildcard address (Caddy binds its admin
 // API on the one and sites on the other).
 func TestPortsAreUniqueAndBindable(t *testing.T) {
+	// Serial (no t.Parallel): it holds 2,000 ports (4,000 listeners) at
+	// once and binds each after its release.
 	const n, workers = 2000, 8
 	ports := make(chan int, n)
 	var wg sync.WaitGroup
@@ -73,6 +75,7 @@ func TestPortsAreUniqueAndBindable(t *testing.T) {
 // startCaddy retries on other ports only when Caddy says one of the ports
 // it was given is in use; these are the lines Caddy 2.11 logs then.
 func TestPortInUseReadsCaddysLog(t *testing.T) {
+	t.Parallel()
 	for log, want := range map[string]int{
 		`{"level":"error","ts":1.6,"msg":"loading initial config: loading new config: http app module: start: listening on :23456: listen tcp :23456: bind: address already in use"}`:                 23456,
 		`{"level":"error","ts":1.6,"msg":"loading initial config: loading new config: starting caddy administration endpoint: listen tcp 127.0.0.1:23457: bind: address already in use"}`:             23457,

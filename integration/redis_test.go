@@ -117,6 +117,9 @@ func (r *loadResult) failureSeconds() []int {
 // family revocation, 3 s tokens, 30 s of load: no failure, no reuse, about
 // one token request per token lifetime.
 func TestFleetSharesRotatingCredential(t *testing.T) {
+	// Serial (no t.Parallel): it measures the fleet under 30 s of load
+	// (no failed request, refreshes per token lifetime); other tests' load
+	// would change what it measures.
 	r := redistest.Start(t)
 	f := startFleet(t, 3, []string{r.URL()}, "")
 	res := f.load(t, 30*time.Second, 6, nil)
@@ -167,6 +170,9 @@ func TestFleetSharesRotatingCredential(t *testing.T) {
 // back: no reuse detection, no lost credential, failures only while a token
 // had to be refreshed, full recovery afterwards.
 func TestFleetSurvivesRedisOutage(t *testing.T) {
+	// Serial (no t.Parallel): it measures the fleet under 30 s of load
+	// (failures only in the seconds of the outage); other tests' load
+	// would change what it measures.
 	// Redis with an append-only file, as production Redis should run:
 	// a restart keeps the credentials.
 	r := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
@@ -206,6 +212,9 @@ func TestFleetSurvivesRedisOutage(t *testing.T) {
 
 // Issue 5, acceptance 3: the same fleet on Redis Cluster (three masters).
 func TestFleetOnRedisCluster(t *testing.T) {
+	// Serial (no t.Parallel): it measures the fleet under 30 s of load
+	// (no failed request, refreshes per token lifetime); other tests' load
+	// would change what it measures.
 	nodes := redistest.StartCluster(t)
 	var urls []string
 	for _, n := range nodes {
@@ -226,6 +235,7 @@ func TestFleetOnRedisCluster(t *testing.T) {
 
 // Redis without a key refuses to start; with insecure_plaintext it runs.
 func TestRedisRequiresEncryptionKey(t *testing.T) {
+	t.Parallel()
 	r := redistest.Start(t)
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	p := startCaddyExpectFailure(t, e.gatewaySite(), fmt.Sprintf("\toauth_gateway {\n\t\tstorage redis %s\n\t}", r.URL()))

@@ -17,6 +17,7 @@ import (
 // refuses a refresh that adds scope, answered invalid_scope and the
 // credential died.
 func TestRefreshSendsNoDiscoveredScope(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{Rotate: true}, fakeoauth.UpstreamOptions{})
 	seed := e.as.IssueRefreshToken(e.clientID, []string{"read"})
 	site := e.discoverySite(e.up.Resource(), "grant refresh_token", "refresh_token {env.TEST_SEED}", "discovery_allow_hosts 127.0.0.1")
@@ -44,6 +45,7 @@ func TestRefreshSendsNoDiscoveredScope(t *testing.T) {
 // the resource's metadata: a scope it publishes is granted. It used to
 // be refused, because only discovery read the metadata.
 func TestStepUpBoundReadsResourceMetadataWithTokenEndpoint(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{RequiredScopes: map[string][]string{"/admin": {"write"}}})
 	c := startCaddy(t, e.gatewaySite("scope read", "discovery_allow_hosts 127.0.0.1"), caddyOptions{Env: e.secretEnv()})
 	status, body, _ := get(t, c.URL("/admin/echo"))
@@ -64,6 +66,7 @@ func TestStepUpBoundReadsResourceMetadataWithTokenEndpoint(t *testing.T) {
 // offline_access is asked for only when the authorization server lists
 // it (SEP-2207), never because the resource's metadata does.
 func TestOfflineAccessOnlyFromTheAuthorizationServer(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{Rotate: true, ScopesSupported: []string{"read", "write"}},
 		fakeoauth.UpstreamOptions{ScopesSupported: []string{"read", "offline_access"}})
 	c := startCaddy(t, e.perUserSite(t, e.confidentialClient()...), caddyOptions{Env: e.secretEnv()})
@@ -79,6 +82,7 @@ func TestOfflineAccessOnlyFromTheAuthorizationServer(t *testing.T) {
 // max_scope bounds the scopes the gateway asks for on its own initiative:
 // the resource's scopes_supported (here read write) is clipped to it.
 func TestMaxScopeClipsDiscoveredScopes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	site := e.discoverySite(e.up.Resource(), "max_scope read", "discovery_allow_hosts 127.0.0.1")
 	c := startCaddy(t, site, caddyOptions{Env: e.secretEnv()})
@@ -95,6 +99,7 @@ func TestMaxScopeClipsDiscoveredScopes(t *testing.T) {
 // twice within the 10 s throttle window: each revocation is refreshed at
 // once. The second used to reach the client as a 401.
 func TestRevokedTokenIsRefreshedAgainAtOnce(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{})
 	c := startCaddy(t, e.gatewaySite("scope read"), caddyOptions{Env: e.secretEnv()})
 	for i := 0; i < 3; i++ {

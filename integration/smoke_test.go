@@ -19,6 +19,7 @@ import (
 // set by a plain reverse_proxy's header_up, is accepted by the fake
 // upstream; SSE streams event by event through Caddy; Restart works.
 func TestSmokePlainReverseProxy(t *testing.T) {
+	t.Parallel()
 	as, err := fakeoauth.StartAuthServer(fakeoauth.AuthServerOptions{})
 	if err != nil {
 		t.Fatal(err)

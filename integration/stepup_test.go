@@ -13,6 +13,7 @@ import (
 // Issue 4, acceptance 2: a 403 insufficient_scope ends in a 200 carrying
 // a token with both scopes; the widened scope set persists.
 func TestStepUpOnInsufficientScope(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{RequiredScopes: map[string][]string{"/admin": {"admin"}}})
 	c := startCaddy(t, e.gatewaySite("scope read", "max_scope read admin"), caddyOptions{Env: e.secretEnv()})
 
@@ -49,6 +50,7 @@ func TestStepUpOnInsufficientScope(t *testing.T) {
 // A refresh-token credential cannot widen scope: the client gets an
 // explanatory 403 and the gateway does not loop on refresh.
 func TestStepUpNotPossibleForRefreshGrant(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{Rotate: true}, fakeoauth.UpstreamOptions{RequiredScopes: map[string][]string{"/admin": {"admin"}}})
 	seed := e.as.IssueRefreshToken(e.clientID, []string{"read"})
 	site := e.gatewaySite("grant refresh_token", "refresh_token {env.TEST_SEED}")
@@ -79,6 +81,7 @@ func TestStepUpNotPossibleForRefreshGrant(t *testing.T) {
 // An authorization server that refuses the scope ends the step-up with a
 // clear error.
 func TestStepUpRefusedScope(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, fakeoauth.AuthServerOptions{}, fakeoauth.UpstreamOptions{RequiredScopes: map[string][]string{"/admin": {"admin"}}})
 	e.as.AddClient(e.clientID, e.clientSecret, "read") // admin not allowed
 	c := startCaddy(t, e.gatewaySite("scope read", "max_scope read admin"), caddyOptions{Env: e.secretEnv()})
