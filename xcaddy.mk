@@ -202,9 +202,14 @@ COSTCURVE_FLAGS ?= -rounds 10 -round 5s -steady-sizes 10000,100000 -file-startup
 # minutes on 2 cores; at the default 60s, about 15 minutes.
 CHAOS_DURATION ?= 60s
 
+# CHAOS_SKIP names scenarios left out (go test -skip), for a scenario
+# known to fail: CI leaves out InstanceRedisLinkDegraded, which fails on
+# the last landed main (bc0531f) too: an open bug (issue 22).
+CHAOS_SKIP ?=
+
 chaos: test-deps build-race
 	CHAOS_DURATION=$(CHAOS_DURATION) OAUTHGW_CADDY=$(CURDIR)/bin/caddy-race \
-		$(GO) test -race -run Chaos -count=1 -v -timeout 40m ./integration
+		$(GO) test -race -run Chaos $(if $(CHAOS_SKIP),-skip '$(CHAOS_SKIP)') -count=1 -v -timeout 40m ./integration
 
 # conformance: every client scenario of the MCP conformance suite
 # (@modelcontextprotocol/conformance 0.2.0-alpha.12 at each scenario's
