@@ -202,9 +202,8 @@ COSTCURVE_FLAGS ?= -rounds 10 -round 5s -steady-sizes 10000,100000 -file-startup
 # minutes on 2 cores; at the default 60s, about 15 minutes.
 CHAOS_DURATION ?= 60s
 
-# CHAOS_SKIP names scenarios left out (go test -skip), for a scenario
-# known to fail: CI leaves out InstanceRedisLinkDegraded, which fails on
-# the last landed main (bc0531f) too: an open bug (issue 22).
+# CHAOS_SKIP names scenarios to leave out (go test -skip), e.g. one known
+# to fail while it is being fixed.
 CHAOS_SKIP ?=
 
 chaos: test-deps build-race
